@@ -1,0 +1,103 @@
+"""Content-addressed cache folders.
+
+A cache entry is a folder named by the hash of everything that determines its contents (texts,
+parameters, model fingerprint, code version), so a changed input can never be served a stale
+entry. Entries are created by building into a temp folder and renaming it into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+# Bump when the on-disk layout or the meaning of a cached artefact changes.
+CACHE_FORMAT_VERSION = "1"
+
+
+def content_key(*parts: Any) -> str:
+    """A stable sha256 over JSON-serialisable parts (dict keys sorted)."""
+    digest = hashlib.sha256(CACHE_FORMAT_VERSION.encode())
+    for part in parts:
+        blob = json.dumps(part, sort_keys=True, default=str, ensure_ascii=False)
+        digest.update(len(blob).to_bytes(8, "little"))
+        digest.update(blob.encode())
+    return digest.hexdigest()
+
+
+def atomic_dir(final_dir: Path, build: Callable[[Path], None]) -> tuple[Path, bool]:
+    """Return ``(final_dir, reused)``; build it with ``build(tmp_dir)`` and a rename if absent.
+
+    An interrupted build leaves only a hidden temp folder, never a finished-looking entry. If
+    another process finishes the same key first, its entry is kept and ours discarded.
+    """
+    if final_dir.exists():
+        return final_dir, True
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.tmp-", dir=final_dir.parent))
+    try:
+        build(tmp_dir)
+        try:
+            os.rename(tmp_dir, final_dir)
+        except OSError:
+            if not final_dir.exists():
+                raise
+    finally:
+        if tmp_dir.exists():
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+    return final_dir, False
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file so readers see either the old or the complete new content."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def model_fingerprint(model: str) -> str:
+    """Identity of a model for cache keys: a content hash for local folders, else the name.
+
+    Hashing a 500 MB folder takes about a second, so the result is memoised beside the folder
+    keyed by every file's size and modification time.
+    """
+    path = Path(model)
+    if not path.is_dir():
+        return f"name:{model}"
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    stat_key = content_key([(str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
+                            for p in files])
+    memo = path / ".fingerprint.json"
+    if memo.is_file():
+        try:
+            saved = json.loads(memo.read_text())
+            if saved.get("stat_key") == stat_key:
+                return saved["fingerprint"]
+        except (OSError, ValueError, KeyError):
+            pass
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(str(file.relative_to(path)).encode())
+        with file.open("rb") as handle:
+            for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                digest.update(block)
+    fingerprint = f"sha256:{digest.hexdigest()}"
+    try:
+        atomic_write_text(memo, json.dumps({"stat_key": stat_key, "fingerprint": fingerprint}))
+    except OSError:
+        logger.debug("could not memoise the fingerprint of %s (read-only?)", path)
+    return fingerprint
