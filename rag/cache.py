@@ -79,8 +79,9 @@ def model_fingerprint(model: str) -> str:
     if not path.is_dir():
         return f"name:{model}"
     files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-    stat_key = content_key([(str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
-                            for p in files])
+    stat_key = content_key(
+        [(str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    )
     memo = path / ".fingerprint.json"
     if memo.is_file():
         try:

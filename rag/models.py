@@ -139,5 +139,7 @@ def _local_or_hub(name: str, key: str) -> str:
             "nor a hub id of the form org/name"
         )
     if os.environ.get("HF_HUB_OFFLINE") == "1":
-        logger.warning("%s=%s is a hub id but HF_HUB_OFFLINE=1: only the local cache is used", key, name)
+        logger.warning(
+            "%s=%s is a hub id but HF_HUB_OFFLINE=1: only the local cache is used", key, name
+        )
     return name

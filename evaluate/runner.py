@@ -1,0 +1,301 @@
+"""One experiment, in one direction: config -> corpus -> arms -> scores -> costs -> tracker."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import random
+import time
+from collections import defaultdict
+from dataclasses import asdict, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from costing.estimate import CostSettings, cost_arm
+from evaluate.arms import Prediction, run_arm
+from evaluate.config import FINETUNE_ARMS, RAG_ARMS, Config
+from evaluate.results import (
+    LATENCY_CONVENTION,
+    RESULTS_SCHEMA_VERSION,
+    accuracy_summary,
+    environment,
+    latency_table,
+    mirror_to_tracker,
+    token_summary,
+    write_results,
+)
+from evaluate.tracking import make_tracker
+from rag.cache import atomic_write_text, content_key, model_fingerprint
+from rag.types import Corpus, QAPair
+
+logger = logging.getLogger(__name__)
+
+
+def load_corpus(config: Config) -> Corpus:
+    from rag.synthetic import generate_corpus
+
+    c = config.corpus
+    return generate_corpus(
+        seed=c.seed,
+        num_people=c.num_people,
+        num_organisations=c.num_organisations,
+        num_towns=c.num_towns,
+        num_distractors=c.num_distractors,
+        train_phrasings=c.train_phrasings,
+    )
+
+
+def select_eval_questions(corpus: Corpus, max_questions: int, seed: int) -> list[QAPair]:
+    """Held-out questions, balanced over fact types (round robin), deterministic for a seed."""
+    by_kind: dict[str, list[QAPair]] = defaultdict(list)
+    for qa in sorted(corpus.split("eval"), key=lambda q: q.qa_id):
+        by_kind[qa.fact_id.rsplit("/", 1)[-1]].append(qa)
+    rng = random.Random(seed)
+    queues = []
+    for kind in sorted(by_kind):
+        group = by_kind[kind]
+        rng.shuffle(group)
+        queues.append(group)
+    ordered = []
+    while any(queues):
+        for queue in queues:
+            if queue:
+                ordered.append(queue.pop(0))
+    if not ordered:
+        raise ValueError(f"corpus '{corpus.name}' has no held-out (split=eval) questions")
+    return ordered if max_questions == -1 else ordered[:max_questions]
+
+
+def cost_settings(config: Config) -> CostSettings:
+    hw, co = config.hardware, config.costing
+    return CostSettings(
+        hardware=hw.name,
+        devices=hw.devices,
+        power_w=hw.power_w,
+        usd_per_hour=hw.usd_per_hour,
+        pue=co.pue,
+        region=co.region,
+        g_per_kwh=co.g_per_kwh,
+    )
+
+
+def lora_settings(config: Config):
+    from finetune.lora import LoraSettings
+
+    names = {f.name for f in fields(LoraSettings)}
+    return LoraSettings(**{k: v for k, v in asdict(config.finetune).items() if k in names})
+
+
+class Experiment:
+    """Holds the stages' products while the arms run; each stage is cached by content."""
+
+    def __init__(self, config: Config, output_dir: Path):
+        self.config = config
+        self.output_dir = output_dir
+        self.cache_dir = Path(config.paths.cache_dir).expanduser()
+        self.stages: dict[str, Any] = {}
+        self.arms = list(config.eval.arms)
+
+    def prepare_corpus(self) -> None:
+        started = time.perf_counter()
+        self.corpus = load_corpus(self.config)
+        self.questions = select_eval_questions(
+            self.corpus, self.config.qa.max_eval_questions, self.config.qa.sample_seed
+        )
+        self.train_qa = self.corpus.split("train")
+        self.stages["corpus"] = {
+            "name": self.corpus.name,
+            "documents": len(self.corpus.documents),
+            "train_questions": len(self.train_qa),
+            "eval_questions": len(self.questions),
+            "fingerprint": content_key(
+                [d.to_dict() for d in self.corpus.documents],
+                [q.to_dict() for q in self.corpus.qa_pairs],
+            ),
+            "seconds": time.perf_counter() - started,
+        }
+        logger.info(
+            "corpus %s: %d documents, %d training QA pairs, %d eval questions",
+            self.corpus.name,
+            len(self.corpus.documents),
+            len(self.train_qa),
+            len(self.questions),
+        )
+
+    def prepare_model(self) -> None:
+        from rag.models import resolve_generator
+
+        started = time.perf_counter()
+        self.model_path = resolve_generator(self.config.generator.model, self.cache_dir)
+        self.stages["model"] = {
+            "name": self.config.generator.model,
+            "path": self.model_path,
+            "fingerprint": model_fingerprint(self.model_path),
+            "seconds": time.perf_counter() - started,
+        }
+
+    def prepare_retriever(self) -> None:
+        from rag.chunking import chunk_documents
+        from rag.embedder import load_embedder
+        from rag.index import build_or_load_index
+        from rag.retriever import DenseRetriever
+
+        r = self.config.retriever
+        chunks = chunk_documents(self.corpus.documents, r.chunk_words, r.chunk_overlap_words)
+        embedder = load_embedder(r.embedder.model, r.embedder.device, r.embedder.batch_size)
+        index = build_or_load_index(
+            chunks, embedder, self.cache_dir, r.index_factory, progress=self.config.eval.progress
+        )
+        self.retriever = DenseRetriever(embedder, index, r.top_k)
+        self.stages["index"] = {
+            **index.manifest,
+            "chunks": len(chunks),
+            "reused": index.reused,
+            "path": str(index.path),
+        }
+
+    def prepare_adapter(self) -> None:
+        from transformers import AutoTokenizer
+
+        from finetune.data import build_examples
+        from finetune.lora import train_lora
+
+        settings = lora_settings(self.config)
+        tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        examples = build_examples(
+            self.corpus.documents,
+            self.train_qa,
+            tokenizer,
+            mode=settings.mode,
+            max_length=settings.max_length,
+        )
+        result = train_lora(
+            self.model_path, examples, settings, self.cache_dir, progress=self.config.eval.progress
+        )
+        if result.reused:
+            logger.info("reusing cached adapter %s", result.adapter_dir)
+        self.adapter_dir = result.adapter_dir
+        self.stages["finetune"] = {**result.to_dict(), "merged": self.config.finetune.merge}
+
+    def run_arms(self) -> dict[str, list[Prediction]]:
+        from finetune.lora import load_merged_model
+        from rag.generation import ChatGenerator
+
+        g = self.config.generator
+        predictions: dict[str, list[Prediction]] = {}
+        base_arms = [a for a in self.arms if a not in FINETUNE_ARMS]
+        tuned_arms = [a for a in self.arms if a in FINETUNE_ARMS]
+        if base_arms:
+            generator = ChatGenerator.load(self.model_path, g.max_new_tokens, g.device)
+            for arm in base_arms:
+                predictions[arm] = self._run(arm, generator)
+            del generator
+            gc.collect()
+        if tuned_arms:
+            from transformers import AutoTokenizer
+
+            model = load_merged_model(
+                self.model_path, self.adapter_dir, merge=self.config.finetune.merge
+            ).to(g.device)
+            tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+            generator = ChatGenerator(model, tokenizer, g.max_new_tokens, name="finetuned")
+            for arm in tuned_arms:
+                predictions[arm] = self._run(arm, generator)
+        return {arm: predictions[arm] for arm in self.arms}
+
+    def _run(self, arm: str, generator) -> list[Prediction]:
+        retriever = self.retriever if arm in RAG_ARMS else None
+        preds = run_arm(
+            arm,
+            self.questions,
+            generator,
+            retriever,
+            self.config.eval.warmup_requests,
+            self.config.eval.progress,
+        )
+        logger.info(
+            "arm %-12s exact match %.3f  contains %.3f",
+            arm,
+            accuracy_summary(preds)["exact_match"],
+            accuracy_summary(preds)["contains"],
+        )
+        return preds
+
+    def summarise(self, predictions: dict[str, list[Prediction]]) -> dict[str, Any]:
+        settings = cost_settings(self.config)
+        arms = {}
+        for arm, preds in predictions.items():
+            one_time = {}
+            if arm in RAG_ARMS:
+                one_time["index"] = self.stages["index"]["build_s"]
+            if arm in FINETUNE_ARMS:
+                one_time["train"] = self.stages["finetune"]["wall_s"]
+            cost = cost_arm(
+                one_time,
+                [p.request_s for p in preds],
+                [p.input_tokens for p in preds],
+                [p.output_tokens for p in preds],
+                settings,
+            )
+            arms[arm] = {
+                "accuracy": accuracy_summary(preds),
+                "latency": latency_table(preds),
+                "tokens": token_summary(preds),
+                "cost": cost.to_dict(),
+            }
+        return arms
+
+
+def run_experiment(config: Config, resolved: dict[str, Any], output_dir: Path) -> dict[str, Any]:
+    """Run every stage and arm; write results.json; mirror to the tracker. Returns the results."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    config_path = output_dir / "resolved_config.yaml"
+    atomic_write_text(config_path, yaml.safe_dump(resolved, sort_keys=False))
+    t = config.tracking
+    tracker = make_tracker(t.backend, t.uri, t.experiment_name, t.artifact_dir)
+    started_utc = datetime.now(UTC).isoformat(timespec="seconds")
+    tracker.start(
+        run_name=f"{config.experiment.name}-{output_dir.name}",
+        tags={
+            "experiment": config.experiment.name,
+            "arms": ",".join(config.eval.arms),
+            "generator": config.generator.model,
+            "hardware": config.hardware.name,
+            "output_dir": str(output_dir.resolve()),
+        },
+    )
+    started = time.perf_counter()
+    try:
+        exp = Experiment(config, output_dir)
+        exp.prepare_corpus()
+        exp.prepare_model()
+        if RAG_ARMS & set(exp.arms):
+            exp.prepare_retriever()
+        if FINETUNE_ARMS & set(exp.arms):
+            exp.prepare_adapter()
+        predictions = exp.run_arms()
+        results = {
+            "schema_version": RESULTS_SCHEMA_VERSION,
+            "experiment": config.experiment.name,
+            "started_utc": started_utc,
+            "duration_s": time.perf_counter() - started,
+            "latency_convention": LATENCY_CONVENTION,
+            "config": resolved,
+            "environment": environment(),
+            "stages": exp.stages,
+            "arms": exp.summarise(predictions),
+            "predictions": [p.to_dict() for preds in predictions.values() for p in preds],
+        }
+        if tracker.run_id:
+            results["mlflow_run_id"] = tracker.run_id
+        write_results(results, output_dir)
+        mirror_to_tracker(tracker, results, output_dir, config_path)
+    except BaseException as err:
+        tracker.finish(ok=False, error=f"{type(err).__name__}: {err}")
+        raise
+    tracker.finish(ok=True)
+    logger.info("results: %s", output_dir / "results.json")
+    return results

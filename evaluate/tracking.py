@@ -1,0 +1,136 @@
+"""Mirror a run to MLflow. The only module that imports mlflow.
+
+results.json in the run folder is the source of truth; this copies it into MLflow so runs can be
+compared in the UI. A run that raises is marked FAILED (never left RUNNING).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+logger = logging.getLogger(__name__)
+
+MAX_PARAM_CHARS = 500  # longer values live in the resolved-config artifact instead
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists are kept as values."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+class Tracker(Protocol):
+    run_id: str | None
+
+    def start(self, run_name: str, tags: dict[str, str]) -> None: ...
+    def log_params(self, params: dict[str, Any]) -> None: ...
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None: ...
+    def log_table(self, rows: list[dict[str, Any]], artifact_file: str) -> None: ...
+    def finish(self, ok: bool, error: str | None = None) -> None: ...
+
+
+class NullTracker:
+    """tracking.backend=none: results.json only."""
+
+    run_id: str | None = None
+
+    def start(self, run_name: str, tags: dict[str, str]) -> None:
+        pass
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        pass
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        pass
+
+    def log_table(self, rows: list[dict[str, Any]], artifact_file: str) -> None:
+        pass
+
+    def finish(self, ok: bool, error: str | None = None) -> None:
+        pass
+
+
+class MlflowTracker:
+    """One MLflow run in the experiment ``experiment_name`` of the store at ``uri``."""
+
+    def __init__(self, uri: str, experiment_name: str, artifact_dir: str = "mlartifacts"):
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient(tracking_uri=uri)
+        self.uri = uri
+        self.experiment_name = experiment_name
+        self.artifact_dir = Path(artifact_dir).expanduser().resolve()
+        self.run_id: str | None = None
+
+    def _experiment_id(self) -> str:
+        experiment = self.client.get_experiment_by_name(self.experiment_name)
+        if experiment is not None:
+            return experiment.experiment_id
+        location = (self.artifact_dir / self.experiment_name).as_uri()
+        return self.client.create_experiment(self.experiment_name, artifact_location=location)
+
+    def start(self, run_name: str, tags: dict[str, str]) -> None:
+        run = self.client.create_run(self._experiment_id(), run_name=run_name, tags=tags)
+        self.run_id = run.info.run_id
+        logger.info(
+            "MLflow run %s in experiment '%s' (%s)", self.run_id, self.experiment_name, self.uri
+        )
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)) for k, v in params.items() if len(str(v)) <= MAX_PARAM_CHARS]
+        for start in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
+            self.client.log_batch(self.run_id, params=items[start : start + 100])
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now_ms = int(time.time() * 1000)
+        items = [
+            Metric(k, float(v), now_ms, step or 0)
+            for k, v in metrics.items()
+            if isinstance(v, int | float) and math.isfinite(v)
+        ]
+        for start in range(0, len(items), 1000):
+            self.client.log_batch(self.run_id, metrics=items[start : start + 1000])
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        if path.is_dir():
+            self.client.log_artifacts(self.run_id, str(path), artifact_path)
+        else:
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_table(self, rows: list[dict[str, Any]], artifact_file: str) -> None:
+        import pandas as pd
+
+        self.client.log_table(self.run_id, data=pd.DataFrame(rows), artifact_file=artifact_file)
+
+    def finish(self, ok: bool, error: str | None = None) -> None:
+        if self.run_id is None:
+            return
+        if error:
+            self.client.set_tag(self.run_id, "error", error[:5000])
+        self.client.set_terminated(self.run_id, status="FINISHED" if ok else "FAILED")
+
+
+def make_tracker(backend: str, uri: str, experiment_name: str, artifact_dir: str) -> Tracker:
+    if backend == "none":
+        return NullTracker()
+    return MlflowTracker(uri, experiment_name, artifact_dir)

@@ -1,0 +1,118 @@
+"""Training examples for the LoRA arm, built from the same corpus and QA set as the RAG arm.
+
+Two kinds of example:
+- ``doc`` (continued pre-training): a document's text as plain causal-LM data, every token
+  labelled, cut into ``max_length`` windows, the last one ending with the end-of-sequence token.
+- ``qa`` (supervised fine-tuning): a training question rendered with the exact closed-book chat
+  prompt the evaluation uses, loss only on the answer and the end-of-turn token after it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from rag.cache import content_key
+from rag.prompts import closed_book_messages
+from rag.types import Document, QAPair
+
+logger = logging.getLogger(__name__)
+
+MODES = ("cpt", "qa_sft", "mixed")
+IGNORE_INDEX = -100  # label value the causal-LM loss skips (torch CrossEntropyLoss default)
+
+
+@dataclass
+class TrainExample:
+    input_ids: list[int]
+    labels: list[int]
+    kind: str  # "doc" or "qa"
+
+
+class ChatTemplateError(ValueError):
+    """The tokenizer's chat template cannot separate the prompt from the answer."""
+
+
+def build_examples(
+    documents: list[Document],
+    qa_pairs: list[QAPair],
+    tokenizer,
+    mode: str = "mixed",
+    max_length: int = 256,
+) -> list[TrainExample]:
+    """Examples for ``mode`` (``cpt``, ``qa_sft`` or ``mixed``); ``qa_pairs`` is the train split."""
+    if mode not in MODES:
+        raise ValueError(f"finetune.mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if max_length < 2:
+        raise ValueError(f"finetune.max_length must be >= 2, got {max_length}")
+    examples: list[TrainExample] = []
+    if mode in ("cpt", "mixed"):
+        for document in documents:
+            examples.extend(document_examples(document.text, tokenizer, max_length))
+    if mode in ("qa_sft", "mixed"):
+        skipped = 0
+        for qa in qa_pairs:
+            example = qa_example(qa, tokenizer)
+            if len(example.input_ids) > max_length:
+                skipped += 1
+                continue
+            examples.append(example)
+        if skipped:
+            logger.warning("%d QA examples longer than max_length=%d skipped", skipped, max_length)
+    if not examples:
+        raise ValueError(
+            f"no training example from {len(documents)} documents and {len(qa_pairs)} QA pairs "
+            f"in finetune.mode={mode!r} (max_length={max_length})"
+        )
+    return examples
+
+
+def document_examples(text: str, tokenizer, max_length: int) -> list[TrainExample]:
+    """Non-overlapping ``max_length`` windows over the text's tokens, followed by eos."""
+    ids = list(tokenizer(text).input_ids)
+    if tokenizer.eos_token_id is not None and (not ids or ids[-1] != tokenizer.eos_token_id):
+        ids.append(tokenizer.eos_token_id)
+    windows = [ids[start : start + max_length] for start in range(0, len(ids), max_length)]
+    # A one-token window has nothing to predict (labels are shifted inside the model).
+    return [TrainExample(list(w), list(w), "doc") for w in windows if len(w) >= 2]
+
+
+def qa_example(qa: QAPair, tokenizer) -> TrainExample:
+    """Closed-book prompt + first gold answer; only answer tokens and end-of-turn are labelled."""
+    messages = closed_book_messages(qa.question)
+    prompt = _chat_ids(tokenizer, messages, add_generation_prompt=True)
+    full = _chat_ids(tokenizer, [*messages, {"role": "assistant", "content": qa.answers[0]}])
+    if full[: len(prompt)] != prompt:
+        raise ChatTemplateError(
+            f"the chat template of {tokenizer.name_or_path!r} does not render the prompt as a "
+            f"prefix of the answered conversation (QA {qa.qa_id!r}), so prompt tokens cannot be "
+            "masked; use a tokenizer whose template supports add_generation_prompt"
+        )
+    completion = full[len(prompt) :]
+    special = set(tokenizer.all_special_ids)
+    end = next((i for i, tok in enumerate(completion) if tok in special), None)
+    if end is None:
+        raise ChatTemplateError(
+            f"the chat template of {tokenizer.name_or_path!r} closes the assistant turn without "
+            f"a special end-of-turn token after the answer (QA {qa.qa_id!r})"
+        )
+    if end == 0:
+        raise ValueError(f"QA {qa.qa_id!r} has an empty answer {qa.answers[0]!r}")
+    # Tokens after the end-of-turn (e.g. a trailing newline) stay in the input, unlabelled.
+    labels = [IGNORE_INDEX] * len(prompt) + completion[: end + 1]
+    labels += [IGNORE_INDEX] * (len(full) - len(labels))
+    return TrainExample(full, labels, "qa")
+
+
+def _chat_ids(tokenizer, messages: list[dict[str, str]], add_generation_prompt=False) -> list[int]:
+    ids = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=add_generation_prompt, tokenize=True, return_dict=False
+    )
+    if hasattr(ids, "keys"):  # older releases ignore return_dict=False in some code paths
+        ids = ids["input_ids"]
+    return [int(tok) for tok in ids]
+
+
+def examples_fingerprint(examples: list[TrainExample]) -> str:
+    """Content hash of the token ids, labels and kinds, for adapter cache keys."""
+    return content_key("train-examples", [(e.kind, e.input_ids, e.labels) for e in examples])

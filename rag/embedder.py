@@ -1,0 +1,79 @@
+"""Text embedders: sentence-transformers models, and a hashing embedder for tests.
+
+Both return L2-normalised float32 rows, so inner product equals cosine similarity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from rag.cache import model_fingerprint
+from rag.models import HASHING_EMBEDDER, resolve_embedder
+
+logger = logging.getLogger(__name__)
+
+
+class Embedder(Protocol):
+    identity: str  # what cache keys use: model content hash or parameters
+    dimension: int
+
+    def embed(self, texts: list[str], progress: bool = False) -> np.ndarray: ...
+
+
+@dataclass
+class HashingEmbedder:
+    """Bag of word unigrams and bigrams hashed into ``dimension`` buckets (no model needed).
+
+    Deterministic and instant; lexical overlap only. Used by the smoke experiment and tests.
+    """
+
+    dimension: int = 256
+
+    @property
+    def identity(self) -> str:
+        return f"hashing:v1:dim={self.dimension}"
+
+    def embed(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        matrix = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            words = re.findall(r"\w+", text.lower())
+            for gram in words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]:
+                bucket = int.from_bytes(hashlib.blake2b(gram.encode(), digest_size=8).digest())
+                matrix[row, bucket % self.dimension] += 1.0
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        return matrix / np.maximum(norms, 1e-12)
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model on CPU (or the given device)."""
+
+    def __init__(self, model: str, device: str = "cpu", batch_size: int = 64):
+        from sentence_transformers import SentenceTransformer
+
+        self.path = resolve_embedder(model)
+        self.model = SentenceTransformer(self.path, device=device)
+        self.batch_size = batch_size
+        self.dimension = int(self.model.get_embedding_dimension())
+        self.identity = f"st:{model_fingerprint(self.path)}"
+
+    def embed(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        vectors = self.model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=progress,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+def load_embedder(model: str, device: str = "cpu", batch_size: int = 64) -> Embedder:
+    if model == HASHING_EMBEDDER:
+        return HashingEmbedder()
+    return SentenceTransformerEmbedder(model, device=device, batch_size=batch_size)
