@@ -95,6 +95,7 @@ def run_training(
             remove_unused_columns=False,
             include_num_input_tokens_seen="non_padding",
             dataloader_num_workers=0,
+            train_sampling_strategy="group_by_length",  # similar lengths per batch: less padding
         )
         trainer = Trainer(
             model=model,

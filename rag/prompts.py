@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-SYSTEM_PROMPT = (
-    "You are a concise assistant. Answer the question with a few words only, "
-    "no full sentence and no explanation."
-)
+# Short on purpose: it is part of every training example, so each token of it costs training
+# time, and the small default model follows a terse instruction as well as a long one.
+SYSTEM_PROMPT = "Answer with a few words only, no full sentence."
 
 
 def closed_book_messages(question: str) -> list[dict[str, str]]:

@@ -1,0 +1,145 @@
+"""The real entry point on experiment=smoke: files, MLflow records, caching, failure handling."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ARMS = ["closed_book", "rag", "finetune", "finetune_rag"]
+
+
+def run_cli(cwd: Path, cache: Path, *overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RAGTUNE_CACHE_DIR": str(cache)}
+    return subprocess.run(
+        [sys.executable, "-m", "evaluate.cli", "experiment=smoke", *overrides],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def results_files(cwd: Path) -> list[Path]:
+    return sorted((cwd / "outputs" / "smoke").glob("*/results.json"))
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory):
+    """Two identical smoke runs in one folder (the second must reuse the caches)."""
+    cwd = tmp_path_factory.mktemp("smoke-run")
+    cache = tmp_path_factory.mktemp("smoke-cache")
+    first = run_cli(cwd, cache, "hydra.run.dir=outputs/smoke/first")
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = run_cli(cwd, cache, "hydra.run.dir=outputs/smoke/second")
+    assert second.returncode == 0, second.stderr[-3000:]
+    return cwd, cache, first, second
+
+
+def test_results_json_has_every_arm_and_figure(smoke_runs):
+    cwd, *_ = smoke_runs
+    results = json.loads((cwd / "outputs/smoke/first/results.json").read_text())
+    assert list(results["arms"]) == ARMS
+    n_questions = results["stages"]["corpus"]["eval_questions"]
+    assert n_questions == 6
+    for arm in ARMS:
+        figures = results["arms"][arm]
+        assert figures["accuracy"]["questions"] == n_questions
+        assert 0.0 <= figures["accuracy"]["exact_match"] <= 1.0
+        assert figures["latency"]["ttft_p50_s"] > 0
+        assert figures["latency"]["ttft_p95_s"] >= figures["latency"]["ttft_p50_s"]
+        assert figures["cost"]["per_query"]["usd"] > 0
+        assert ("recall_at_k" in figures["accuracy"]) == (arm in ("rag", "finetune_rag"))
+    # one-time costs: index for RAG arms, training for fine-tuned arms, both for the combination
+    cost = {arm: results["arms"][arm]["cost"]["one_time"] for arm in ARMS}
+    assert set(cost["closed_book"]) == set()
+    assert set(cost["rag"]) == {"index"}
+    assert set(cost["finetune"]) == {"train"}
+    assert set(cost["finetune_rag"]) == {"index", "train"}
+    predictions = results["predictions"]
+    assert len(predictions) == 4 * n_questions
+    # every arm answered the identical question list
+    by_arm = {arm: [p["qa_id"] for p in predictions if p["arm"] == arm] for arm in ARMS}
+    assert all(ids == by_arm["closed_book"] for ids in by_arm.values())
+    for p in predictions:
+        assert p["e2e_s"] == pytest.approx(p["ttft_s"] + p["tpot_s"] * (p["output_tokens"] - 1))
+        assert p["request_s"] >= p["e2e_s"]
+    assert results["stages"]["finetune"]["steps"] == 4
+    assert results["stages"]["finetune"]["merged"] is True
+
+
+def test_identical_rerun_reuses_index_and_adapter(smoke_runs):
+    cwd, _, first, second = smoke_runs
+    r1 = json.loads((cwd / "outputs/smoke/first/results.json").read_text())
+    r2 = json.loads((cwd / "outputs/smoke/second/results.json").read_text())
+    assert not r1["stages"]["index"]["reused"] and r2["stages"]["index"]["reused"]
+    assert not r1["stages"]["finetune"]["reused"] and r2["stages"]["finetune"]["reused"]
+    assert r1["stages"]["finetune"]["adapter_dir"] == r2["stages"]["finetune"]["adapter_dir"]
+    log = second.stdout + second.stderr
+    assert "reusing cached index" in log and "reusing cached adapter" in log
+    # same inputs, greedy decoding: the same answers
+    answers = [(p["arm"], p["qa_id"], p["prediction"]) for p in r1["predictions"]]
+    assert answers == [(p["arm"], p["qa_id"], p["prediction"]) for p in r2["predictions"]]
+
+
+def test_mlflow_has_the_run_with_metrics_params_and_artifacts(smoke_runs):
+    from mlflow.tracking import MlflowClient
+
+    cwd, *_ = smoke_runs
+    results = json.loads((cwd / "outputs/smoke/first/results.json").read_text())
+    client = MlflowClient(tracking_uri=f"sqlite:///{cwd / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("smoke")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    run = client.get_run(results["mlflow_run_id"])
+    metrics = run.data.metrics
+    for arm in ARMS:
+        assert metrics[f"{arm}/exact_match"] == pytest.approx(
+            results["arms"][arm]["accuracy"]["exact_match"]
+        )
+        assert metrics[f"latency/{arm}/ttft_p50_s"] == pytest.approx(
+            results["arms"][arm]["latency"]["ttft_p50_s"]
+        )
+        assert f"cost/{arm}/usd_per_1k_queries" in metrics
+    assert run.data.params["retriever.top_k"] == "3"
+    assert run.data.params["generator.model"] == "tiny-random-llama"
+    history = client.get_metric_history(run.info.run_id, "train/loss")
+    assert [m.step for m in history] == [1, 2, 3, 4]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"results.json", "resolved_config.yaml", "predictions.json", "adapter"} <= artifacts
+
+
+def test_a_failing_arm_marks_the_run_failed_and_writes_no_results(tmp_path, tiny_model_dir):
+    from mlflow.tracking import MlflowClient
+
+    # The embedder folder exists (so validation passes) but holds no model: the RAG stage fails
+    # after the MLflow run has started.
+    bogus = tmp_path / "not-a-model"
+    bogus.mkdir()
+    proc = run_cli(
+        tmp_path,
+        tmp_path / "cache",
+        f"retriever.embedder.model={bogus}",
+        "hydra.run.dir=outputs/smoke/failed",
+    )
+    assert proc.returncode != 0
+    assert not (tmp_path / "outputs/smoke/failed/results.json").exists()
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
+    assert runs[0].data.tags["error"]
+
+
+def test_tracking_none_writes_results_only(tmp_path):
+    proc = run_cli(tmp_path, tmp_path / "cache", "tracking=none", "eval.arms=[closed_book]")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not (tmp_path / "mlflow.db").exists()
+    (path,) = results_files(tmp_path)
+    assert list(json.loads(path.read_text())["arms"]) == ["closed_book"]
