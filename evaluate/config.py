@@ -203,10 +203,14 @@ def validate(cfg: Config) -> None:
         grid = load_grid_intensity()
     except ValueError as err:  # a broken data file
         raise ConfigError(str(err)) from err
-    _check(hw.name in catalog, "hardware.name", hw.name, f"one of {sorted(catalog)}")
+    row = catalog.get(hw.name.lower())
+    _check(row is not None, "hardware.name", hw.name, f"one of {sorted(catalog)}")
+    _check(hw.usd_per_hour is not None or row.usd_per_hour is not None,
+           "hardware.usd_per_hour", hw.usd_per_hour,
+           f"a price: the catalog has none for {hw.name!r}")
     if cfg.costing.g_per_kwh is None:
         _check(
-            cfg.costing.region in grid,
+            cfg.costing.region.lower() in grid,
             "costing.region",
             cfg.costing.region,
             f"one of {sorted(grid)} or set costing.g_per_kwh",

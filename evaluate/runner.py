@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from costing.estimate import CostSettings, cost_arm
+from costing.estimate import CostSettings, compare_break_even, cost_arm
 from evaluate.arms import Prediction, run_arm
 from evaluate.config import FINETUNE_ARMS, RAG_ARMS, Config
 from evaluate.results import (
@@ -226,27 +226,22 @@ class Experiment:
 
     def summarise(self, predictions: dict[str, list[Prediction]]) -> dict[str, Any]:
         settings = cost_settings(self.config)
-        arms = {}
+        costs = {}
         for arm, preds in predictions.items():
             one_time = {}
             if arm in RAG_ARMS:
                 one_time["index"] = self.stages["index"]["build_s"]
             if arm in FINETUNE_ARMS:
                 one_time["train"] = self.stages["finetune"]["wall_s"]
-            cost = cost_arm(
-                one_time,
-                [p.request_s for p in preds],
-                [p.input_tokens for p in preds],
-                [p.output_tokens for p in preds],
-                settings,
-            )
-            arms[arm] = {
-                "accuracy": accuracy_summary(preds),
-                "latency": latency_table(preds),
-                "tokens": token_summary(preds),
-                "cost": cost.to_dict(),
-            }
-        return arms
+            costs[arm] = cost_arm(one_time, [p.request_s for p in preds],
+                                  [p.input_tokens for p in preds],
+                                  [p.output_tokens for p in preds], settings)
+        compare_break_even(costs)
+        return {
+            arm: {"accuracy": accuracy_summary(preds), "latency": latency_table(preds),
+                  "tokens": token_summary(preds), "cost": costs[arm].to_dict()}
+            for arm, preds in predictions.items()
+        }
 
 
 def run_experiment(config: Config, resolved: dict[str, Any], output_dir: Path) -> dict[str, Any]:

@@ -33,6 +33,12 @@ def content_key(*parts: Any) -> str:
     return digest.hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_dir(final_dir: Path, build: Callable[[Path], None]) -> tuple[Path, bool]:
     """Return ``(final_dir, reused)``; build it with ``build(tmp_dir)`` and a rename if absent.
 
@@ -44,6 +50,7 @@ def atomic_dir(final_dir: Path, build: Callable[[Path], None]) -> tuple[Path, bo
     final_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.tmp-", dir=final_dir.parent))
     try:
+        os.chmod(tmp_dir, 0o777 & ~_umask())  # mkdtemp makes it private; entries are shared
         build(tmp_dir)
         try:
             os.rename(tmp_dir, final_dir)
@@ -63,6 +70,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; results are shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -58,6 +58,7 @@ def test_unknown_key_and_wrong_type_fail_at_composition():
         ("retriever.top_k=0", "retriever.top_k"),
         ("hardware.name=tpu-v99", "hardware.name"),
         ("costing.pue=0.5", "costing.pue"),
+        ("hardware.name=h200", "hardware.usd_per_hour"),  # the catalog lists no price for it
         ("generator.model=no-such-alias", "generator.model"),
         ("generator.model=/no/such/folder", "generator.model"),
         ("tracking.backend=wandb", "tracking.backend"),
@@ -67,6 +68,12 @@ def test_unknown_key_and_wrong_type_fail_at_composition():
 def test_bad_values_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         composed(override)
+
+
+def test_hardware_names_ignore_case_and_prices_can_be_supplied():
+    config = composed("hardware.name=H100-SXM", "costing.region=FRA")
+    assert config.hardware.name == "H100-SXM"
+    composed("hardware.name=h200", "hardware.usd_per_hour=4.5")
 
 
 def test_validate_accepts_defaults_and_rejects_empty_arms():
