@@ -1,11 +1,11 @@
 """Costing: FLOPs, device-hours, energy, CO2 and money from measured times and token counts.
 
-Imports nothing from the rest of the project and no ML library; data rows live in
-``costing/data/*.yaml`` with a source per row.
+Imports nothing from the rest of the project and no ML library (codecarbon only lazily, inside
+``EnergyMeter``); data rows live in ``costing/data/*.yaml`` with a source per row. The experiment
+runner calls ``build_cost_report``; ``python -m costing.whatif`` estimates without an experiment.
 """
 
 from costing.catalog import (
-    CostingConfigError,
     GridIntensity,
     Hardware,
     find_hardware,
@@ -13,22 +13,58 @@ from costing.catalog import (
     load_grid_intensity,
     load_hardware_catalog,
 )
+from costing.cost import Cost, Rates
+from costing.energy import EnergyMeter, MeasuredEnergy
 from costing.estimate import break_even_queries, compare_break_even, cost_arm, cost_stage
+from costing.hybrid import ArmSummary, hybrid_edge_cloud
+from costing.measurement import ArmMeasurement, ModelFacts
+from costing.prices import ApiPrice, api_bill, find_api_price, load_api_prices
+from costing.report import build_cost_report
+from costing.rows import CostingConfigError
+from costing.settings import (
+    EmbodiedSettings,
+    FreshnessSettings,
+    HybridSettings,
+    ProjectionSettings,
+    QoESettings,
+    ReportSettings,
+    TrafficSettings,
+)
 from costing.types import ArmCost, CostSettings, StageCost
 
 __all__ = [
+    "ApiPrice",
     "ArmCost",
+    "ArmMeasurement",
+    "ArmSummary",
+    "Cost",
     "CostSettings",
     "CostingConfigError",
+    "EmbodiedSettings",
+    "EnergyMeter",
+    "FreshnessSettings",
     "GridIntensity",
     "Hardware",
+    "HybridSettings",
+    "MeasuredEnergy",
+    "ModelFacts",
+    "ProjectionSettings",
+    "QoESettings",
+    "Rates",
+    "ReportSettings",
     "StageCost",
+    "TrafficSettings",
+    "api_bill",
     "break_even_queries",
+    "build_cost_report",
     "compare_break_even",
     "cost_arm",
     "cost_stage",
+    "find_api_price",
     "find_hardware",
     "find_region",
+    "hybrid_edge_cloud",
+    "load_api_prices",
     "load_grid_intensity",
     "load_hardware_catalog",
 ]

@@ -39,6 +39,11 @@ def resolve_power_and_price(settings: CostSettings, hardware: Hardware) -> tuple
     """Average watts and USD per hour per device: the settings' overrides, else the catalog row."""
     power_w = settings.power_w if settings.power_w is not None else hardware.tdp_w
     price = settings.usd_per_hour if settings.usd_per_hour is not None else hardware.usd_per_hour
+    if power_w is None:
+        raise CostingConfigError(
+            f"hardware {hardware.name!r} has no tdp_w in the catalog; "
+            "set power_w in the costing settings or override the catalog row"
+        )
     if price is None:
         raise CostingConfigError(
             f"hardware {hardware.name!r} has no usd_per_hour in the catalog; "

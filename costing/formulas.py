@@ -11,6 +11,7 @@ import numbers
 from decimal import Decimal, InvalidOperation
 
 SECONDS_PER_HOUR = 3600.0
+HOURS_PER_YEAR = 365 * 24  # LLMCarbon amortises over 5 x 365 days
 WATTS_PER_KILOWATT = 1000.0
 GRAMS_PER_KILOGRAM = 1000.0
 TOKENS_PER_MILLION = 1_000_000
@@ -76,12 +77,13 @@ def api_cost_usd(
     """
     tokens_in = check_count("input_tokens", input_tokens)
     tokens_out = check_count("output_tokens", output_tokens)
-    price_in = _price("usd_per_1m_input", usd_per_1m_input)
-    price_out = _price("usd_per_1m_output", usd_per_1m_output)
+    price_in = to_price("usd_per_1m_input", usd_per_1m_input)
+    price_out = to_price("usd_per_1m_output", usd_per_1m_output)
     return (tokens_in * price_in + tokens_out * price_out).scaleb(-6)
 
 
-def _price(name: str, value: Decimal | str | float) -> Decimal:
+def to_price(name: str, value: Decimal | str | float) -> Decimal:
+    """A finite price >= 0 as an exact Decimal; floats go through their shortest repr."""
     try:
         price = value if isinstance(value, Decimal) else Decimal(str(value))
     except InvalidOperation as err:
@@ -124,3 +126,47 @@ def hours_from_flops(flops: float, peak_flops_per_s: float, utilization: float) 
     if share > 1:
         raise ValueError(f"utilization must be in (0, 1], got {utilization!r}")
     return check_number("flops", flops) / (peak * share * SECONDS_PER_HOUR)
+
+
+def prefill_seconds(
+    n_params: float, input_tokens: float, peak_flops_per_s: float, utilization: float
+) -> float:
+    """Compute-bound prefill: 2 * N * T_in / (peak FLOP/s * utilization)."""
+    hours = hours_from_flops(forward_flops(n_params, input_tokens), peak_flops_per_s, utilization)
+    return hours * SECONDS_PER_HOUR
+
+
+def decode_seconds_per_token(
+    weight_bytes: float,
+    bandwidth_bytes_per_s: float,
+    utilization: float = 1.0,
+    kv_bytes: float = 0.0,
+) -> float:
+    """Memory-bound decode at batch 1: every weight (and the KV cache) is read once per token.
+
+    ``utilization`` is the achieved share of peak bandwidth.
+    """
+    bandwidth = check_number("bandwidth_bytes_per_s", bandwidth_bytes_per_s, strict=True)
+    share = check_number("utilization", utilization, strict=True)
+    if share > 1:
+        raise ValueError(f"utilization must be in (0, 1], got {utilization!r}")
+    moved = check_number("weight_bytes", weight_bytes) + check_number("kv_bytes", kv_bytes)
+    return moved / (bandwidth * share)
+
+
+def embodied_co2_kg(
+    device_kg: float, device_hours: float, lifetime_years: float = 5.0, use_rate: float = 1.0
+) -> float:
+    """Manufacturing footprint charged to a job (LLMCarbon, arXiv:2309.14393, eq. 12).
+
+    device_kg * device-hours / (lifetime hours * use_rate): the job pays for the share of the
+    devices' useful life it occupies. ``use_rate`` < 1 means devices sit idle part of their life,
+    so each busy hour carries more (Luccioni et al. 2022 used 6 years at 85%).
+    """
+    kg = check_number("device_kg", device_kg)
+    hours = check_number("device_hours", device_hours)
+    years = check_number("lifetime_years", lifetime_years, strict=True)
+    rate = check_number("use_rate", use_rate, strict=True)
+    if rate > 1:
+        raise ValueError(f"use_rate must be in (0, 1], got {use_rate!r}")
+    return kg * hours / (years * HOURS_PER_YEAR * rate)

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 
 from tqdm.auto import tqdm
 
-from evaluate.metrics import contains_answer, exact_match, recall_at_k, token_f1
+from evaluate.metrics import contains_answer, exact_match, recall_at_k, rouge_l, token_f1
 from rag.generation import ChatGenerator
 from rag.prompts import closed_book_messages, rag_messages
 from rag.retriever import DenseRetriever
@@ -39,6 +39,9 @@ class Prediction:
     retrieval_search_s: float = 0.0
     request_s: float = 0.0  # what the user waits: retrieval + generation
     recall_at_k: float | None = None
+    rouge_l: float = 0.0
+    semantic_similarity: float | None = None  # filled after the run (needs the embedder)
+    tokens_from_usage: bool = True  # False: an endpoint sent no usage, streamed chunks counted
     retrieved_doc_ids: list[str] = field(default_factory=list)
     retrieved_chunk_ids: list[str] = field(default_factory=list)
 
@@ -46,15 +49,17 @@ class Prediction:
         return asdict(self)
 
 
+def messages_for(qa: QAPair, retrieval) -> list[dict[str, str]]:
+    if retrieval is None:
+        return closed_book_messages(qa.question)
+    return rag_messages(qa.question, [c.text for c in retrieval.chunks])
+
+
 def answer(
     arm: str, qa: QAPair, generator: ChatGenerator, retriever: DenseRetriever | None
 ) -> Prediction:
     retrieval = retriever.retrieve(qa.question) if retriever is not None else None
-    if retrieval is None:
-        messages = closed_book_messages(qa.question)
-    else:
-        messages = rag_messages(qa.question, [c.text for c in retrieval.chunks])
-    gen = generator.generate(messages)
+    gen = generator.generate(messages_for(qa, retrieval))
     retrieval_s = retrieval.total_s if retrieval else 0.0
     return Prediction(
         arm=arm,
@@ -65,6 +70,8 @@ def answer(
         exact_match=exact_match(gen.text, qa.answers),
         token_f1=token_f1(gen.text, qa.answers),
         contains=contains_answer(gen.text, qa.answers),
+        rouge_l=rouge_l(gen.text, qa.answers),
+        tokens_from_usage=bool(getattr(gen, "tokens_from_usage", True)),
         input_tokens=gen.input_tokens,
         output_tokens=gen.output_tokens,
         ttft_s=gen.ttft_s,

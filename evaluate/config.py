@@ -8,9 +8,12 @@ second. Schemas are mutable dataclasses: Hydra cannot compose onto frozen ones.
 from __future__ import annotations
 
 import importlib.util
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from costing.settings import ReportSettings
+from costing.types import CostSettings
 from finetune.lora import LoraSettings, validate_settings
 
 ARMS = ("closed_book", "rag", "finetune", "finetune_rag")
@@ -62,9 +65,14 @@ class RetrieverConfig:
 
 @dataclass
 class GeneratorConfig:
-    model: str = "smollm2-135m-instruct"  # alias, local folder or hub id
+    model: str = "smollm2-135m-instruct"  # alias, local folder or hub id (served name for openai)
     max_new_tokens: int = 24
     device: str = "cpu"
+    backend: str = "transformers"  # transformers (in-process) | openai (compatible HTTP endpoint)
+    base_url: str | None = None  # openai backend, e.g. http://127.0.0.1:8000/v1
+    api_key_env: str | None = None  # NAME of the environment variable holding the key
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 60.0  # longest wait between bytes of the stream
 
 
 @dataclass
@@ -79,6 +87,13 @@ class EvalConfig:
     arms: list[str] = field(default_factory=lambda: list(ARMS))
     warmup_requests: int = 1  # per arm, excluded from every statistic
     progress: bool = True
+    seed: int = 0  # bootstrap resampling
+    bootstrap_resamples: int = 2000
+    alpha: float = 0.05  # significance level of the paired tests
+    multiple_comparisons: str = "holm"  # holm | none
+    semantic_similarity: bool = True  # embed answers with the retriever's embedder
+    throughput_batch_size: int = 8  # batched generation measurement; 0 disables
+    throughput_questions: int = 16  # how many questions the throughput measurement answers
 
 
 @dataclass
@@ -90,7 +105,10 @@ class HardwareConfig:
 
 
 @dataclass
-class CostingConfig:
+class CostingConfig(ReportSettings):
+    """Grid and PUE of the measuring machine, plus the report settings of costing/settings.py
+    (traffic, qoe, projection, api_models, embodied, freshness, hybrid, energy)."""
+
     pue: float = 1.0  # power usage effectiveness; 1.0 for a machine outside a datacenter
     region: str = "world"  # row of costing/data/grid.yaml
     g_per_kwh: float | None = None  # override the grid intensity
@@ -188,6 +206,8 @@ def validate(cfg: Config) -> None:
             device,
             "cpu, cuda, cuda:N or mps",
         )
+    _validate_eval(cfg.eval)
+    _validate_backend(cfg)
     _validate_finetune(cfg.finetune)
     t = cfg.tracking
     _check(t.backend in ("mlflow", "none"), "tracking.backend", t.backend, "'mlflow' or 'none'")
@@ -205,9 +225,12 @@ def validate(cfg: Config) -> None:
         raise ConfigError(str(err)) from err
     row = catalog.get(hw.name.lower())
     _check(row is not None, "hardware.name", hw.name, f"one of {sorted(catalog)}")
-    _check(hw.usd_per_hour is not None or row.usd_per_hour is not None,
-           "hardware.usd_per_hour", hw.usd_per_hour,
-           f"a price: the catalog has none for {hw.name!r}")
+    _check(
+        hw.usd_per_hour is not None or row.usd_per_hour is not None,
+        "hardware.usd_per_hour",
+        hw.usd_per_hour,
+        f"a price: the catalog has none for {hw.name!r}",
+    )
     if cfg.costing.g_per_kwh is None:
         _check(
             cfg.costing.region.lower() in grid,
@@ -217,8 +240,85 @@ def validate(cfg: Config) -> None:
         )
     else:
         _check(cfg.costing.g_per_kwh >= 0, "costing.g_per_kwh", cfg.costing.g_per_kwh, ">= 0")
-    _validate_model_name("generator.model", g.model)
+    if g.backend == "transformers":
+        _validate_model_name("generator.model", g.model)
     _validate_model_name("retriever.embedder.model", r.embedder.model)
+    _validate_cost_report(cfg)
+
+
+def cost_settings(config: Config) -> CostSettings:
+    """The measuring device's cost inputs from the ``hardware`` and ``costing`` groups."""
+    hw, co = config.hardware, config.costing
+    return CostSettings(
+        hardware=hw.name,
+        devices=hw.devices,
+        power_w=hw.power_w,
+        usd_per_hour=hw.usd_per_hour,
+        pue=co.pue,
+        region=co.region,
+        g_per_kwh=co.g_per_kwh,
+    )
+
+
+def _validate_cost_report(cfg: Config) -> None:
+    from costing.report import check_report_settings
+
+    try:
+        check_report_settings(cost_settings(cfg), cfg.costing, list(cfg.eval.arms))
+    except ValueError as err:  # CostingConfigError names the costing.* key
+        raise ConfigError(str(err)) from err
+
+
+def _validate_eval(e: EvalConfig) -> None:
+    _check(e.bootstrap_resamples >= 1, "eval.bootstrap_resamples", e.bootstrap_resamples, ">= 1")
+    _check(0 < e.alpha < 1, "eval.alpha", e.alpha, "in (0, 1)")
+    _check(
+        e.multiple_comparisons in ("holm", "none"),
+        "eval.multiple_comparisons",
+        e.multiple_comparisons,
+        "'holm' or 'none'",
+    )
+    _check(
+        e.throughput_batch_size >= 0,
+        "eval.throughput_batch_size",
+        e.throughput_batch_size,
+        ">= 0 (0 disables the measurement)",
+    )
+    _check(e.throughput_questions >= 1, "eval.throughput_questions", e.throughput_questions, ">= 1")
+
+
+def _validate_backend(cfg: Config) -> None:
+    g = cfg.generator
+    _check(
+        g.backend in ("transformers", "openai"),
+        "generator.backend",
+        g.backend,
+        "'transformers' or 'openai'",
+    )
+    if g.backend != "openai":
+        return
+    _check(
+        bool(g.base_url) and str(g.base_url).startswith(("http://", "https://")),
+        "generator.base_url",
+        g.base_url,
+        "an http(s) URL such as http://127.0.0.1:8000/v1",
+    )
+    if g.api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", g.api_key_env):
+        # never echo the value: it may be a pasted key
+        raise ConfigError(
+            "generator.api_key_env must be the NAME of an environment variable "
+            "(e.g. OPENAI_API_KEY), not the key itself"
+        )
+    _check(g.connect_timeout_s > 0, "generator.connect_timeout_s", g.connect_timeout_s, "> 0")
+    _check(g.read_timeout_s > 0, "generator.read_timeout_s", g.read_timeout_s, "> 0")
+    tuned = sorted(FINETUNE_ARMS & set(cfg.eval.arms))
+    _check(
+        not tuned,
+        "eval.arms",
+        cfg.eval.arms,
+        "only closed_book and rag with generator.backend=openai (the fine-tuned arms train and "
+        f"serve the adapter in-process); drop {tuned}",
+    )
 
 
 def _validate_finetune(f: FinetuneConfig) -> None:

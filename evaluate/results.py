@@ -11,6 +11,7 @@ from typing import Any
 
 from evaluate.arms import Prediction
 from evaluate.metrics import latency_summary, mean
+from evaluate.stats import compare_arms, summarise_with_ci
 from evaluate.tracking import Tracker, flatten
 from rag.cache import atomic_write_text
 
@@ -23,17 +24,58 @@ LATENCY_CONVENTION = (
 )
 
 
-def accuracy_summary(predictions: list[Prediction]) -> dict[str, float]:
-    summary = {
-        "exact_match": mean([p.exact_match for p in predictions]),
-        "token_f1": mean([p.token_f1 for p in predictions]),
-        "contains": mean([p.contains for p in predictions]),
-        "questions": float(len(predictions)),
+def per_question_scores(predictions: list[Prediction]) -> dict[str, list[float]]:
+    """Every accuracy metric's per-question values (metrics an arm lacks are left out)."""
+    scores = {
+        name: [float(getattr(p, name)) for p in predictions]
+        for name in ("exact_match", "token_f1", "contains", "rouge_l")
     }
-    recalls = [p.recall_at_k for p in predictions if p.recall_at_k is not None]
-    if recalls:
-        summary["recall_at_k"] = mean(recalls)
+    for name in ("semantic_similarity", "recall_at_k"):
+        values = [getattr(p, name) for p in predictions]
+        if values and all(v is not None for v in values):
+            scores[name] = [float(v) for v in values]
+    return scores
+
+
+def accuracy_summary(predictions: list[Prediction]) -> dict[str, float]:
+    summary = {name: mean(values) for name, values in per_question_scores(predictions).items()}
+    summary["questions"] = float(len(predictions))
     return summary
+
+
+def accuracy_intervals(predictions: list[Prediction], seed: int, resamples: int) -> dict:
+    """95% bootstrap interval of every accuracy metric: {metric: {mean, ci95_low, ci95_high}}."""
+    return {
+        name: summarise_with_ci(values, seed=seed, resamples=resamples)
+        for name, values in per_question_scores(predictions).items()
+    }
+
+
+def comparisons(
+    predictions: dict[str, list[Prediction]],
+    seed: int,
+    resamples: int,
+    alpha: float,
+    correction: str,
+) -> dict[str, Any]:
+    """Paired comparisons of every pair of arms on the same questions (see evaluate/stats.py)."""
+    if len(predictions) < 2:
+        return {}
+    pairs = compare_arms(
+        per_question={arm: [p.token_f1 for p in preds] for arm, preds in predictions.items()},
+        correct={arm: [p.exact_match == 1.0 for p in preds] for arm, preds in predictions.items()},
+        alpha=alpha,
+        seed=seed,
+        resamples=resamples,
+        correction=correction,
+    )
+    return {
+        "score": "token_f1",
+        "correct": "exact_match",
+        "alpha": alpha,
+        "correction": correction,
+        "pairs": pairs,
+    }
 
 
 def latency_table(predictions: list[Prediction]) -> dict[str, float]:
@@ -90,6 +132,11 @@ def arm_metrics(results: dict[str, Any]) -> dict[str, float]:
     for arm, figures in results["arms"].items():
         for key, value in figures["accuracy"].items():
             metrics[f"{arm}/{key}"] = value
+        for key, interval in figures.get("accuracy_ci", {}).items():
+            metrics[f"{arm}/{key}_ci95_low"] = interval["ci95_low"]
+            metrics[f"{arm}/{key}_ci95_high"] = interval["ci95_high"]
+        for key, value in (figures.get("throughput") or {}).items():
+            metrics[f"throughput/{arm}/{key}"] = value
         for key, value in figures["latency"].items():
             metrics[f"latency/{arm}/{key}"] = value
         for key, value in figures["tokens"].items():
@@ -105,7 +152,58 @@ def arm_metrics(results: dict[str, Any]) -> dict[str, float]:
         metrics[f"cost/{arm}/co2_kg_per_1k_queries"] = per_1k["co2_kg"]
         metrics[f"cost/{arm}/energy_kwh_per_1k_queries"] = per_1k["energy_kwh"]
         metrics[f"cost/{arm}/xpu_hours_per_1k_queries"] = per_1k["xpu_hours"]
-        metrics[f"cost/{arm}/usd_per_1m_output_tokens"] = cost["usd_per_1m_output_tokens"]
+        if cost["usd_per_1m_output_tokens"] is not None:
+            metrics[f"cost/{arm}/usd_per_1m_output_tokens"] = cost["usd_per_1m_output_tokens"]
+    metrics.update(cost_report_metrics(results.get("costing")))
+    for pair, result in results.get("comparisons", {}).get("pairs", {}).items():
+        for key in (
+            "mean_difference",
+            "ci95_low",
+            "ci95_high",
+            "p_value",
+            "p_value_adjusted",
+            "mcnemar_b",
+            "mcnemar_c",
+        ):
+            metrics[f"compare/{pair}/{key}"] = result[key]
+        metrics[f"compare/{pair}/significant"] = float(result["significant"])
+    return metrics
+
+
+def _numeric_leaves(tree: Any, prefix: str) -> dict[str, float]:
+    if isinstance(tree, dict):
+        out: dict[str, float] = {}
+        for key, value in tree.items():
+            if key != "unknown":
+                out.update(_numeric_leaves(value, f"{prefix}/{key}"))
+        return out
+    if isinstance(tree, int | float) and not isinstance(tree, bool):
+        return {prefix: float(tree)}
+    return {}
+
+
+def cost_report_metrics(report: dict[str, Any] | None) -> dict[str, float]:
+    """The cost report's headline numbers: ``ledger/<arm>/...``, ``qoe/<arm>/qoe_score``,
+    ``break_even/<metric>/<a>_vs_<b>_queries``. Unknown values are simply not logged."""
+    if not report:
+        return {}
+    metrics: dict[str, float] = {}
+    for arm, ledger in report["arms"].items():
+        for part in (
+            "one_time_total",
+            "per_1k_queries",
+            "per_correct_answer",
+            "self_hosted",
+            "traffic",
+        ):
+            metrics.update(_numeric_leaves(ledger.get(part), f"ledger/{arm}/{part}"))
+    for arm, qoe in report["qoe"].items():
+        metrics.update(_numeric_leaves(qoe, f"qoe/{arm}"))
+    for metric, rows in report["break_even"].items():
+        for row in rows:
+            if row.get("break_even_queries") is not None:
+                a, b = row["arms"]
+                metrics[f"break_even/{metric}/{a}_vs_{b}_queries"] = row["break_even_queries"]
     return metrics
 
 
@@ -114,6 +212,8 @@ def mirror_to_tracker(
 ) -> None:
     tracker.log_params(flatten(results["config"]))
     tracker.log_metrics(arm_metrics(results))
+    pairs = results.get("comparisons", {}).get("pairs", {})
+    tracker.set_tags({f"compare/{pair}/verdict": r["verdict"] for pair, r in pairs.items()})
     finetune = results["stages"].get("finetune")
     if finetune:
         tracker.log_metrics(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import random
 import time
@@ -14,13 +13,17 @@ from typing import Any
 
 import yaml
 
-from costing.estimate import CostSettings, compare_break_even, cost_arm
-from evaluate.arms import Prediction, run_arm
-from evaluate.config import FINETUNE_ARMS, RAG_ARMS, Config
+from costing.estimate import compare_break_even, cost_arm
+from evaluate.arms import Prediction
+from evaluate.config import FINETUNE_ARMS, RAG_ARMS, Config, cost_settings
+from evaluate.costs import cost_report
+from evaluate.execution import add_semantic_similarity, run_all_arms
 from evaluate.results import (
     LATENCY_CONVENTION,
     RESULTS_SCHEMA_VERSION,
+    accuracy_intervals,
     accuracy_summary,
+    comparisons,
     environment,
     latency_table,
     mirror_to_tracker,
@@ -67,19 +70,6 @@ def select_eval_questions(corpus: Corpus, max_questions: int, seed: int) -> list
     if not ordered:
         raise ValueError(f"corpus '{corpus.name}' has no held-out (split=eval) questions")
     return ordered if max_questions == -1 else ordered[:max_questions]
-
-
-def cost_settings(config: Config) -> CostSettings:
-    hw, co = config.hardware, config.costing
-    return CostSettings(
-        hardware=hw.name,
-        devices=hw.devices,
-        power_w=hw.power_w,
-        usd_per_hour=hw.usd_per_hour,
-        pue=co.pue,
-        region=co.region,
-        g_per_kwh=co.g_per_kwh,
-    )
 
 
 def lora_settings(config: Config):
@@ -129,6 +119,14 @@ class Experiment:
         from rag.models import resolve_generator
 
         started = time.perf_counter()
+        if self.config.generator.backend == "openai":
+            self.model_path = None
+            self.stages["model"] = {
+                "name": self.config.generator.model,
+                "backend": "openai",
+                "base_url": self.config.generator.base_url,
+            }
+            return
         self.model_path = resolve_generator(self.config.generator.model, self.cache_dir)
         self.stages["model"] = {
             "name": self.config.generator.model,
@@ -181,48 +179,35 @@ class Experiment:
         self.stages["finetune"] = {**result.to_dict(), "merged": self.config.finetune.merge}
 
     def run_arms(self) -> dict[str, list[Prediction]]:
-        from finetune.lora import load_merged_model
-        from rag.generation import ChatGenerator
-
-        g = self.config.generator
-        predictions: dict[str, list[Prediction]] = {}
-        base_arms = [a for a in self.arms if a not in FINETUNE_ARMS]
-        tuned_arms = [a for a in self.arms if a in FINETUNE_ARMS]
-        if base_arms:
-            generator = ChatGenerator.load(self.model_path, g.max_new_tokens, g.device)
-            for arm in base_arms:
-                predictions[arm] = self._run(arm, generator)
-            del generator
-            gc.collect()
-        if tuned_arms:
-            from transformers import AutoTokenizer
-
-            model = load_merged_model(
-                self.model_path, self.adapter_dir, merge=self.config.finetune.merge
-            ).to(g.device)
-            tokenizer = AutoTokenizer.from_pretrained(self.model_path)
-            generator = ChatGenerator(model, tokenizer, g.max_new_tokens, name="finetuned")
-            for arm in tuned_arms:
-                predictions[arm] = self._run(arm, generator)
-        return {arm: predictions[arm] for arm in self.arms}
-
-    def _run(self, arm: str, generator) -> list[Prediction]:
-        retriever = self.retriever if arm in RAG_ARMS else None
-        preds = run_arm(
-            arm,
+        e = self.config.eval
+        retriever = getattr(self, "retriever", None)
+        predictions, self.throughput = run_all_arms(
+            self.config,
             self.questions,
-            generator,
             retriever,
-            self.config.eval.warmup_requests,
-            self.config.eval.progress,
+            self.model_path,
+            getattr(self, "adapter_dir", None),
         )
-        logger.info(
-            "arm %-12s exact match %.3f  contains %.3f",
-            arm,
-            accuracy_summary(preds)["exact_match"],
-            accuracy_summary(preds)["contains"],
-        )
-        return preds
+        if e.semantic_similarity:
+            add_semantic_similarity(predictions, self.embedder())
+        for arm, preds in predictions.items():
+            summary = accuracy_summary(preds)
+            logger.info(
+                "arm %-12s exact match %.3f  contains %.3f",
+                arm,
+                summary["exact_match"],
+                summary["contains"],
+            )
+        return predictions
+
+    def embedder(self):
+        """The retriever's embedder (loaded now if no RAG arm loaded it)."""
+        if hasattr(self, "retriever"):
+            return self.retriever.embedder
+        from rag.embedder import load_embedder
+
+        r = self.config.retriever.embedder
+        return load_embedder(r.model, r.device, r.batch_size)
 
     def summarise(self, predictions: dict[str, list[Prediction]]) -> dict[str, Any]:
         settings = cost_settings(self.config)
@@ -233,13 +218,24 @@ class Experiment:
                 one_time["index"] = self.stages["index"]["build_s"]
             if arm in FINETUNE_ARMS:
                 one_time["train"] = self.stages["finetune"]["wall_s"]
-            costs[arm] = cost_arm(one_time, [p.request_s for p in preds],
-                                  [p.input_tokens for p in preds],
-                                  [p.output_tokens for p in preds], settings)
+            costs[arm] = cost_arm(
+                one_time,
+                [p.request_s for p in preds],
+                [p.input_tokens for p in preds],
+                [p.output_tokens for p in preds],
+                settings,
+            )
         compare_break_even(costs)
+        e = self.config.eval
         return {
-            arm: {"accuracy": accuracy_summary(preds), "latency": latency_table(preds),
-                  "tokens": token_summary(preds), "cost": costs[arm].to_dict()}
+            arm: {
+                "accuracy": accuracy_summary(preds),
+                "accuracy_ci": accuracy_intervals(preds, e.seed, e.bootstrap_resamples),
+                "latency": latency_table(preds),
+                "tokens": token_summary(preds),
+                "throughput": self.throughput.get(arm),
+                "cost": costs[arm].to_dict(),
+            }
             for arm, preds in predictions.items()
         }
 
@@ -282,6 +278,14 @@ def run_experiment(config: Config, resolved: dict[str, Any], output_dir: Path) -
             "environment": environment(),
             "stages": exp.stages,
             "arms": exp.summarise(predictions),
+            "costing": cost_report(config, predictions, exp.stages, exp.model_path),
+            "comparisons": comparisons(
+                predictions,
+                config.eval.seed,
+                config.eval.bootstrap_resamples,
+                config.eval.alpha,
+                config.eval.multiple_comparisons,
+            ),
             "predictions": [p.to_dict() for preds in predictions.values() for p in preds],
         }
         if tracker.run_id:

@@ -37,6 +37,7 @@ class Tracker(Protocol):
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None: ...
     def log_table(self, rows: list[dict[str, Any]], artifact_file: str) -> None: ...
+    def set_tags(self, tags: dict[str, str]) -> None: ...
     def finish(self, ok: bool, error: str | None = None) -> None: ...
 
 
@@ -58,6 +59,9 @@ class NullTracker:
         pass
 
     def log_table(self, rows: list[dict[str, Any]], artifact_file: str) -> None:
+        pass
+
+    def set_tags(self, tags: dict[str, str]) -> None:
         pass
 
     def finish(self, ok: bool, error: str | None = None) -> None:
@@ -121,6 +125,13 @@ class MlflowTracker:
         import pandas as pd
 
         self.client.log_table(self.run_id, data=pd.DataFrame(rows), artifact_file=artifact_file)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)[:5000]) for k, v in tags.items()]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, tags=items[start : start + 100])
 
     def finish(self, ok: bool, error: str | None = None) -> None:
         if self.run_id is None:

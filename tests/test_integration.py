@@ -73,6 +73,20 @@ def test_results_json_has_every_arm_and_figure(smoke_runs):
         assert p["request_s"] >= p["e2e_s"]
     assert results["stages"]["finetune"]["steps"] == 4
     assert results["stages"]["finetune"]["merged"] is True
+    for arm in ARMS:
+        interval = results["arms"][arm]["accuracy_ci"]["exact_match"]
+        assert interval["ci95_low"] <= interval["mean"] <= interval["ci95_high"]
+        assert results["arms"][arm]["throughput"]["tokens_per_s"] > 0
+        assert "ttft_p99_s" in results["arms"][arm]["latency"]
+    pairs = results["comparisons"]["pairs"]
+    assert len(pairs) == 6  # every pair of the four arms
+    assert all(0.0 <= p["p_value"] <= 1.0 and p["verdict"] for p in pairs.values())
+    report = results["costing"]
+    assert set(report["arms"]) == set(ARMS)
+    assert report["arms"]["finetune"]["one_time_total"]["seconds"] == pytest.approx(
+        results["stages"]["finetune"]["wall_s"]
+    )
+    assert set(report["projections"]["rag"]) == {"a100-80gb", "h100-sxm"}
 
 
 def test_identical_rerun_reuses_index_and_adapter(smoke_runs):
@@ -108,6 +122,9 @@ def test_mlflow_has_the_run_with_metrics_params_and_artifacts(smoke_runs):
             results["arms"][arm]["latency"]["ttft_p50_s"]
         )
         assert f"cost/{arm}/usd_per_1k_queries" in metrics
+    assert "compare/closed_book_vs_rag/p_value" in metrics
+    assert run.data.tags["compare/closed_book_vs_rag/verdict"]
+    assert "ledger/finetune/one_time_total/usd" in metrics
     assert run.data.params["retriever.top_k"] == "3"
     assert run.data.params["generator.model"] == "tiny-random-llama"
     history = client.get_metric_history(run.info.run_id, "train/loss")

@@ -54,5 +54,6 @@ def test_percentile_matches_linear_interpolation():
     assert summary == {
         "ttft_p50_s": pytest.approx(0.2),
         "ttft_p95_s": pytest.approx(0.29),
+        "ttft_p99_s": pytest.approx(0.298),
         "ttft_mean_s": pytest.approx(0.2),
     }
