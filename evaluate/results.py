@@ -118,6 +118,42 @@ def environment() -> dict[str, str]:
     return info
 
 
+def git_state(repo_dir: Path | None = None) -> dict[str, str]:
+    """The source checkout's commit and whether it has uncommitted changes (if it is one)."""
+    import subprocess
+
+    repo_dir = repo_dir or Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=repo_dir,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"],
+            cwd=repo_dir,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": "unknown", "git_dirty": "unknown"}
+    return {"git_commit": commit, "git_dirty": str(bool(dirty.strip())).lower()}
+
+
+def run_tags(results: dict[str, Any]) -> dict[str, str]:
+    """Tags that make runs comparable at a glance in the MLflow UI."""
+    tags = {f"version/{k}": v for k, v in results["environment"].items()}
+    tags["corpus_fingerprint"] = results["stages"]["corpus"]["fingerprint"]
+    tags["corpus"] = results["stages"]["corpus"]["name"]
+    tags.update(git_state())
+    return tags
+
+
 def write_results(results: dict[str, Any], output_dir: Path) -> Path:
     """results.json is written whole or not at all (temp file + rename)."""
     path = output_dir / "results.json"
@@ -210,6 +246,7 @@ def cost_report_metrics(report: dict[str, Any] | None) -> dict[str, float]:
 def mirror_to_tracker(
     tracker: Tracker, results: dict[str, Any], output_dir: Path, resolved_config_path: Path
 ) -> None:
+    tracker.set_tags(run_tags(results))
     tracker.log_params(flatten(results["config"]))
     tracker.log_metrics(arm_metrics(results))
     pairs = results.get("comparisons", {}).get("pairs", {})
@@ -228,6 +265,11 @@ def mirror_to_tracker(
     tracker.log_artifact(resolved_config_path)
     tracker.log_artifact(output_dir / "results.json")
     tracker.log_table([flat_prediction(p) for p in results["predictions"]], "predictions.json")
+    index = results["stages"].get("index")
+    if index:  # the manifest describes the index; the index itself stays in the cache
+        manifest = output_dir / "index_manifest.json"
+        atomic_write_text(manifest, json.dumps(index, indent=2, default=str))
+        tracker.log_artifact(manifest)
     adapter_dir = (finetune or {}).get("adapter_dir")
     if adapter_dir and Path(adapter_dir).is_dir():
         tracker.log_artifact(Path(adapter_dir), "adapter")

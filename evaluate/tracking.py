@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -145,3 +146,75 @@ def make_tracker(backend: str, uri: str, experiment_name: str, artifact_dir: str
     if backend == "none":
         return NullTracker()
     return MlflowTracker(uri, experiment_name, artifact_dir)
+
+
+class TrackingReadError(ValueError):
+    """Runs cannot be read back (unknown experiment or run id, unreachable store)."""
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    run_name: str
+    status: str
+    start_time_ms: int
+    params: dict[str, str]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+
+
+def fetch_runs(
+    uri: str,
+    experiment: str | None = None,
+    run_ids: list[str] | None = None,
+    parent: str | None = None,
+) -> list[RunRecord]:
+    """Runs of an experiment, listed runs, or the children of a parent run, oldest first."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        if run_ids:
+            runs = []
+            for run_id in run_ids:
+                try:
+                    runs.append(client.get_run(run_id))
+                except MlflowException as err:
+                    raise TrackingReadError(f"no run {run_id!r} in {uri}") from err
+        else:
+            if parent:
+                parent_run = client.get_run(parent)
+                ids = [parent_run.info.experiment_id]
+                query = f"tags.mlflow.parentRunId = '{parent}'"
+            else:
+                found = client.get_experiment_by_name(experiment or "")
+                if found is None:
+                    names = [e.name for e in client.search_experiments()]
+                    raise TrackingReadError(
+                        f"no experiment {experiment!r} in {uri}; experiments: {names}"
+                    )
+                ids, query = [found.experiment_id], ""
+            runs = client.search_runs(ids, filter_string=query, max_results=5000)
+    except MlflowException as err:
+        raise TrackingReadError(f"cannot read runs from {uri}: {err}") from err
+    records = [
+        RunRecord(
+            r.info.run_id,
+            r.info.run_name or r.info.run_id,
+            r.info.status,
+            int(r.info.start_time or 0),
+            dict(r.data.params),
+            dict(r.data.metrics),
+            dict(r.data.tags),
+        )
+        for r in runs
+    ]
+    return sorted(records, key=lambda r: r.start_time_ms)
+
+
+def log_folder(uri: str, run_id: str, folder: Path, artifact_path: str) -> None:
+    """Attach a folder of files (e.g. a report) to an existing run."""
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri=uri).log_artifacts(run_id, str(folder), artifact_path)

@@ -160,3 +160,40 @@ def test_tracking_none_writes_results_only(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()
     (path,) = results_files(tmp_path)
     assert list(json.loads(path.read_text())["arms"]) == ["closed_book"]
+
+
+def test_report_reads_runs_back_and_attaches_tables_and_plots(smoke_runs, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from evaluate.report import main as report_main
+
+    cwd, *_ = smoke_runs
+    uri = f"sqlite:///{cwd / 'mlflow.db'}"
+    out = tmp_path / "report"
+    assert report_main(["--experiment", "smoke", "--tracking-uri", uri, "--out", str(out)]) == 0
+    markdown = (out / "report.md").read_text()
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs(
+        [client.get_experiment_by_name("smoke").experiment_id],
+        order_by=["attributes.start_time DESC"],
+    )
+    latest = runs[0]
+    for arm in ARMS:
+        value = latest.data.metrics[f"{arm}/contains"]
+        assert f"| {arm} | {value:.3f}" in markdown  # the table shows the logged number
+    assert "<table>" in (out / "report.html").read_text()
+    for name in ("pareto_usd.png", "pareto_co2.png", "latency_breakdown.png", "break_even.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    attached = {a.path for a in client.list_artifacts(latest.info.run_id, "report")}
+    assert "report/report.md" in attached and "report/pareto_usd.png" in attached
+
+
+def test_report_on_unknown_experiment_is_a_clear_error(smoke_runs, capsys):
+    from evaluate.report import main as report_main
+
+    cwd, *_ = smoke_runs
+    code = report_main(
+        ["--experiment", "nope", "--tracking-uri", f"sqlite:///{cwd / 'mlflow.db'}", "--no-log"]
+    )
+    assert code == 2
+    assert "no experiment 'nope'" in capsys.readouterr().err
