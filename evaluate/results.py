@@ -260,8 +260,19 @@ def mirror_to_tracker(
                 if isinstance(v, int | float) and not isinstance(v, bool)
             }
         )
-        for step, loss in finetune.get("loss_curve", []):
-            tracker.log_metrics({"train/loss": loss}, step=int(step))
+        for name, curve in (
+            ("loss", "loss_curve"),
+            ("eval_loss", "eval_loss_curve"),
+            ("learning_rate", "learning_rate_curve"),
+        ):
+            for step, value in finetune.get(curve) or []:
+                tracker.log_metrics({f"train/{name}": value}, step=int(step))
+        tracker.set_tags(
+            {
+                "finetune/method": str(finetune.get("method", "lora")),
+                "finetune/stopped_early": str(finetune.get("stopped_early", False)),
+            }
+        )
     tracker.log_artifact(resolved_config_path)
     tracker.log_artifact(output_dir / "results.json")
     tracker.log_table([flat_prediction(p) for p in results["predictions"]], "predictions.json")

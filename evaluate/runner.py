@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from collections import defaultdict
@@ -245,8 +246,12 @@ def run_experiment(config: Config, resolved: dict[str, Any], output_dir: Path) -
     output_dir.mkdir(parents=True, exist_ok=True)
     config_path = output_dir / "resolved_config.yaml"
     atomic_write_text(config_path, yaml.safe_dump(resolved, sort_keys=False))
+    from finetune.lora import is_main_process
+
     t = config.tracking
-    tracker = make_tracker(t.backend, t.uri, t.experiment_name, t.artifact_dir)
+    main_process = is_main_process()  # under accelerate/torchrun only rank 0 records anything
+    backend = t.backend if main_process else "none"
+    tracker = make_tracker(backend, t.uri, t.experiment_name, t.artifact_dir)
     started_utc = datetime.now(UTC).isoformat(timespec="seconds")
     tracker.start(
         run_name=f"{config.experiment.name}-{output_dir.name}",
@@ -263,10 +268,14 @@ def run_experiment(config: Config, resolved: dict[str, Any], output_dir: Path) -
         exp = Experiment(config, output_dir)
         exp.prepare_corpus()
         exp.prepare_model()
-        if RAG_ARMS & set(exp.arms):
+        if RAG_ARMS & set(exp.arms) and main_process:
             exp.prepare_retriever()
         if FINETUNE_ARMS & set(exp.arms):
             exp.prepare_adapter()
+        if not main_process:  # the other ranks only help train the adapter
+            logger.info("rank %s: training done, the main process evaluates", os.environ["RANK"])
+            tracker.finish(ok=True)
+            return {}
         predictions = exp.run_arms()
         results = {
             "schema_version": RESULTS_SCHEMA_VERSION,

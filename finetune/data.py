@@ -5,11 +5,16 @@ Two kinds of example:
   labelled, cut into ``max_length`` windows, the last one ending with the end-of-sequence token.
 - ``qa`` (supervised fine-tuning): a training question rendered with the exact closed-book chat
   prompt the evaluation uses, loss only on the answer and the end-of-turn token after it.
+
+Packing (``finetune.packing``, applied by ``pack_examples`` at training time) concatenates the
+``doc`` examples into exactly ``max_length``-token blocks so no compute is spent on padding;
+``qa`` examples are left whole, one per sequence, with their prompt masking unchanged.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass
 
 from rag.cache import content_key
@@ -111,6 +116,56 @@ def _chat_ids(tokenizer, messages: list[dict[str, str]], add_generation_prompt=F
     if hasattr(ids, "keys"):  # older releases ignore return_dict=False in some code paths
         ids = ids["input_ids"]
     return [int(tok) for tok in ids]
+
+
+def pack_examples(examples: list[TrainExample], max_length: int) -> list[TrainExample]:
+    """Concatenate ``doc`` examples into ``max_length`` blocks; keep ``qa`` examples whole.
+
+    Documents: their token streams are joined in order (each document already ends with the
+    end-of-sequence token, which marks the boundary) and cut into blocks of exactly
+    ``max_length`` tokens; only the last block may be shorter (kept if it has >= 2 tokens).
+    A block can start mid-document and hold the end of one document and the start of the next;
+    attention is not reset at the boundary (GPT-style packing), so a token may attend to the
+    previous document's tail. Every token stays labelled, as before packing.
+
+    QA examples: unchanged and unpacked, one per sequence, so a question never attends to
+    another example's text and the loss stays on the answer tokens only.
+    """
+    if max_length < 2:
+        raise ValueError(f"finetune.max_length must be >= 2, got {max_length}")
+    ids: list[int] = []
+    labels: list[int] = []
+    others: list[TrainExample] = []
+    for example in examples:
+        if example.kind == "doc":
+            ids.extend(example.input_ids)
+            labels.extend(example.labels)
+        else:
+            others.append(example)
+    blocks = [
+        TrainExample(ids[start : start + max_length], labels[start : start + max_length], "doc")
+        for start in range(0, len(ids), max_length)
+    ]
+    return [b for b in blocks if len(b.input_ids) >= 2] + others
+
+
+def split_for_eval(
+    examples: list[TrainExample], fraction: float, seed: int
+) -> tuple[list[TrainExample], list[TrainExample]]:
+    """``(train, held_out)``: a seeded shuffle puts ``round(fraction * n)`` examples (at least
+    one when ``fraction > 0``) in the held-out set; both keep their original relative order."""
+    if fraction <= 0:
+        return list(examples), []
+    n_eval = max(1, round(fraction * len(examples)))
+    if n_eval >= len(examples):
+        raise ValueError(
+            f"finetune.eval_fraction={fraction} holds out {n_eval} of {len(examples)} training "
+            "sequences and leaves none to train on; lower finetune.eval_fraction (or set it to 0) "
+            "or provide more training data"
+        )
+    held_out = set(random.Random(seed).sample(range(len(examples)), n_eval))
+    train = [e for i, e in enumerate(examples) if i not in held_out]
+    return train, [e for i, e in enumerate(examples) if i in held_out]
 
 
 def examples_fingerprint(examples: list[TrainExample]) -> str:
