@@ -32,19 +32,44 @@ class PathsConfig:
 
 @dataclass
 class CorpusConfig:
-    source: str = "synthetic"  # the built-in invented domain
+    source: str = "synthetic"  # synthetic (built-in invented domain) | files | hf
+    # built-in corpus
     seed: int = 0
     num_people: int = 30
     num_organisations: int = 8
     num_towns: int = 12
     num_distractors: int = 10
     train_phrasings: int = 2  # question phrasings per fact used for fine-tuning
+    attributes_per_entity: int | None = None  # null: every attribute
+    news_per_entity: int = 1
+    noise_sentences: int = 0
+    # your own documents (source=files: folders, files, globs; source=hf: a datasets name/folder)
+    paths: list[str] = field(default_factory=list)
+    dataset: str | None = None
+    split: str = "train"
+    dataset_config: str | None = None
+    text_column: str = "text"
+    id_column: str | None = None
+    title_column: str | None = None
+    encoding_fallback: str | None = None  # e.g. latin-1; null: skip non-UTF-8 files
+    recursive: bool = True
+    max_files: int | None = None
 
 
 @dataclass
 class QAConfig:
+    source: str = "builtin"  # builtin (the synthetic corpus's) | file | cloze | lm
+    path: str | None = None  # source=file: JSONL / JSON / CSV
+    on_error: str = "raise"  # raise | skip (invalid question rows)
+    eval_fraction: float = 0.2  # held-out share for file / cloze / lm questions
+    split_seed: int = 0
+    max_per_chunk: int = 2  # cloze / lm synthesis
+    max_chunks: int | None = None
+    chunk_words: int = 200  # synthesis works on its own fixed chunks
     max_eval_questions: int = 40  # -1: every held-out question
     sample_seed: int = 0  # which held-out questions are asked when capped
+    allow_leakage: bool = False
+    leakage_threshold: float | None = 0.9  # token Jaccard for near-duplicates; null: exact only
 
 
 @dataclass
@@ -57,8 +82,9 @@ class EmbedderConfig:
 @dataclass
 class RetrieverConfig:
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
-    chunk_words: int = 120
-    chunk_overlap_words: int = 20
+    chunk_strategy: str = "words"  # words | tokens (embedder tokenizer) | sentences | markdown
+    chunk_size: int = 120  # words for `words`, tokens otherwise
+    chunk_overlap: int = 20
     top_k: int = 3
     index_factory: str = "Flat"  # FAISS index_factory string
 
@@ -80,6 +106,8 @@ class FinetuneConfig(LoraSettings):
     """The LoRA settings (finetune/lora.py) plus how the adapter is used at inference."""
 
     merge: bool = True  # merge the adapter before inference (unmerged is slower)
+    paraphrases: int = 0  # extra training phrasings per training question
+    paraphrase_method: str = "builtin"  # builtin (synthetic corpus) | rules | lm
 
 
 @dataclass
@@ -158,38 +186,29 @@ def validate(cfg: Config) -> None:
         _check(arm in ARMS, "eval.arms", arm, f"one of {list(ARMS)}")
     _check(len(set(arms)) == len(arms), "eval.arms", arms, "no repeated arm")
     _check(cfg.eval.warmup_requests >= 0, "eval.warmup_requests", cfg.eval.warmup_requests, ">= 0")
-    _check(cfg.corpus.source == "synthetic", "corpus.source", cfg.corpus.source, "'synthetic'")
-    for key in ("num_people", "num_organisations", "num_towns"):
-        value = getattr(cfg.corpus, key)
-        _check(value >= 1, f"corpus.{key}", value, ">= 1")
-    _check(
-        cfg.corpus.num_organisations <= 25,
-        "corpus.num_organisations",
-        cfg.corpus.num_organisations,
-        "<= 25 (one distinct product each)",
-    )
-    _check(
-        0 <= cfg.corpus.train_phrasings <= 4,
-        "corpus.train_phrasings",
-        cfg.corpus.train_phrasings,
-        "in [0, 4] (each fact has 5 phrasings and one is held out for evaluation)",
-    )
-    _check(
-        cfg.corpus.num_distractors >= 0,
-        "corpus.num_distractors",
-        cfg.corpus.num_distractors,
-        ">= 0",
-    )
+    _validate_corpus(cfg)
     mq = cfg.qa.max_eval_questions
     _check(mq == -1 or mq >= 1, "qa.max_eval_questions", mq, "-1 (all) or >= 1")
     r = cfg.retriever
     _check(r.top_k >= 1, "retriever.top_k", r.top_k, ">= 1")
-    _check(r.chunk_words >= 1, "retriever.chunk_words", r.chunk_words, ">= 1")
     _check(
-        0 <= r.chunk_overlap_words < r.chunk_words,
-        "retriever.chunk_overlap_words",
-        r.chunk_overlap_words,
-        f"in [0, retriever.chunk_words={r.chunk_words})",
+        r.chunk_strategy in ("words", "tokens", "sentences", "markdown"),
+        "retriever.chunk_strategy",
+        r.chunk_strategy,
+        "words, tokens, sentences or markdown",
+    )
+    _check(r.chunk_size >= 1, "retriever.chunk_size", r.chunk_size, ">= 1")
+    _check(
+        0 <= r.chunk_overlap < r.chunk_size,
+        "retriever.chunk_overlap",
+        r.chunk_overlap,
+        f"in [0, retriever.chunk_size={r.chunk_size})",
+    )
+    _check(
+        r.chunk_strategy != "tokens" or r.embedder.model != "hashing",
+        "retriever.chunk_strategy",
+        r.chunk_strategy,
+        "words, sentences or markdown with the hashing embedder (it has no tokenizer)",
     )
     _check(
         r.embedder.batch_size >= 1, "retriever.embedder.batch_size", r.embedder.batch_size, ">= 1"
@@ -267,6 +286,79 @@ def _validate_cost_report(cfg: Config) -> None:
         check_report_settings(cost_settings(cfg), cfg.costing, list(cfg.eval.arms))
     except ValueError as err:  # CostingConfigError names the costing.* key
         raise ConfigError(str(err)) from err
+
+
+def _validate_corpus(cfg: Config) -> None:
+    c, q = cfg.corpus, cfg.qa
+    _check(
+        c.source in ("synthetic", "files", "hf"),
+        "corpus.source",
+        c.source,
+        "synthetic, files or hf",
+    )
+    if c.source == "synthetic":
+        for key in ("num_people", "num_organisations", "num_towns", "news_per_entity"):
+            _check(getattr(c, key) >= 1, f"corpus.{key}", getattr(c, key), ">= 1")
+        _check(
+            c.num_organisations <= 25,
+            "corpus.num_organisations",
+            c.num_organisations,
+            "<= 25 (one distinct product each)",
+        )
+        _check(
+            0 <= c.train_phrasings <= 4,
+            "corpus.train_phrasings",
+            c.train_phrasings,
+            "in [0, 4] (each fact has 5 phrasings and one is held out for evaluation)",
+        )
+        _check(c.num_distractors >= 0, "corpus.num_distractors", c.num_distractors, ">= 0")
+    elif c.source == "files":
+        _check(bool(c.paths), "corpus.paths", c.paths, "a list of folders, files or globs")
+    else:
+        _check(bool(c.dataset), "corpus.dataset", c.dataset, "a datasets name or saved folder")
+    _check(
+        q.source in ("builtin", "file", "cloze", "lm"),
+        "qa.source",
+        q.source,
+        "builtin, file, cloze or lm",
+    )
+    _check(
+        q.source != "builtin" or c.source == "synthetic",
+        "qa.source",
+        q.source,
+        "file, cloze or lm with your own corpus (builtin questions exist only for "
+        "corpus.source=synthetic)",
+    )
+    if q.source == "file":
+        _check(
+            bool(q.path) and Path(str(q.path)).expanduser().is_file(),
+            "qa.path",
+            q.path,
+            "an existing JSONL, JSON or CSV question file",
+        )
+    _check(q.on_error in ("raise", "skip"), "qa.on_error", q.on_error, "raise or skip")
+    _check(0 < q.eval_fraction < 1, "qa.eval_fraction", q.eval_fraction, "in (0, 1)")
+    _check(q.max_per_chunk >= 1, "qa.max_per_chunk", q.max_per_chunk, ">= 1")
+    _check(
+        q.leakage_threshold is None or 0 < q.leakage_threshold <= 1,
+        "qa.leakage_threshold",
+        q.leakage_threshold,
+        "null or in (0, 1]",
+    )
+    f = cfg.finetune
+    _check(f.paraphrases >= 0, "finetune.paraphrases", f.paraphrases, ">= 0")
+    _check(
+        f.paraphrase_method in ("builtin", "rules", "lm"),
+        "finetune.paraphrase_method",
+        f.paraphrase_method,
+        "builtin, rules or lm",
+    )
+    _check(
+        f.paraphrase_method != "builtin" or f.paraphrases == 0 or q.source == "builtin",
+        "finetune.paraphrase_method",
+        f.paraphrase_method,
+        "rules or lm for questions that are not the built-in corpus's",
+    )
 
 
 def _validate_eval(e: EvalConfig) -> None:

@@ -36,6 +36,22 @@ def base_generator(config: Config, model_path: str | None):
     return ChatGenerator.load(model_path, g.max_new_tokens, g.device)
 
 
+def text_generator(config: Config, model_path: str | None, max_new_tokens: int = 256):
+    """``generate(prompt) -> (text, input_tokens, output_tokens)`` with the configured generator,
+    for question synthesis and paraphrasing (its tokens are a one-time cost)."""
+    import copy
+
+    longer = copy.deepcopy(config)
+    longer.generator.max_new_tokens = max_new_tokens
+    generator = base_generator(longer, model_path)
+
+    def generate(prompt: str) -> tuple[str, int, int]:
+        result = generator.generate([{"role": "user", "content": prompt}])
+        return result.text, result.input_tokens, result.output_tokens
+
+    return generate
+
+
 def tuned_generator(config: Config, model_path: str, adapter_dir: str):
     """The base model with the LoRA adapter, merged unless ``finetune.merge=false``."""
     from transformers import AutoTokenizer

@@ -38,20 +38,6 @@ from rag.types import Corpus, QAPair
 logger = logging.getLogger(__name__)
 
 
-def load_corpus(config: Config) -> Corpus:
-    from rag.synthetic import generate_corpus
-
-    c = config.corpus
-    return generate_corpus(
-        seed=c.seed,
-        num_people=c.num_people,
-        num_organisations=c.num_organisations,
-        num_towns=c.num_towns,
-        num_distractors=c.num_distractors,
-        train_phrasings=c.train_phrasings,
-    )
-
-
 def select_eval_questions(corpus: Corpus, max_questions: int, seed: int) -> list[QAPair]:
     """Held-out questions, balanced over fact types (round robin), deterministic for a seed."""
     by_kind: dict[str, list[QAPair]] = defaultdict(list)
@@ -91,29 +77,38 @@ class Experiment:
         self.arms = list(config.eval.arms)
 
     def prepare_corpus(self) -> None:
+        from evaluate.corpus_stage import load_corpus_stage
+        from evaluate.execution import text_generator
+
         started = time.perf_counter()
-        self.corpus = load_corpus(self.config)
-        self.questions = select_eval_questions(
-            self.corpus, self.config.qa.max_eval_questions, self.config.qa.sample_seed
+        needs_lm = self.config.qa.source == "lm" or (
+            self.config.finetune.paraphrases and self.config.finetune.paraphrase_method == "lm"
         )
-        self.train_qa = self.corpus.split("train")
+        generate = text_generator(self.config, self.model_path) if needs_lm else None
+        stage = load_corpus_stage(self.config, generate, select_eval_questions)
+        self.documents, self.train_qa, self.questions = (
+            stage.documents,
+            stage.train_qa,
+            stage.questions,
+        )
         self.stages["corpus"] = {
-            "name": self.corpus.name,
-            "documents": len(self.corpus.documents),
-            "train_questions": len(self.train_qa),
-            "eval_questions": len(self.questions),
+            "name": stage.name,
+            "documents": len(stage.documents),
+            "train_questions": len(stage.train_qa),
+            "eval_questions": len(stage.questions),
             "fingerprint": content_key(
-                [d.to_dict() for d in self.corpus.documents],
-                [q.to_dict() for q in self.corpus.qa_pairs],
+                [d.to_dict() for d in stage.documents],
+                [q.to_dict() for q in stage.train_qa + stage.questions],
             ),
             "seconds": time.perf_counter() - started,
+            **stage.details,
         }
         logger.info(
             "corpus %s: %d documents, %d training QA pairs, %d eval questions",
-            self.corpus.name,
-            len(self.corpus.documents),
-            len(self.train_qa),
-            len(self.questions),
+            stage.name,
+            len(stage.documents),
+            len(stage.train_qa),
+            len(stage.questions),
         )
 
     def prepare_model(self) -> None:
@@ -137,14 +132,21 @@ class Experiment:
         }
 
     def prepare_retriever(self) -> None:
-        from rag.chunking import chunk_documents
+        from rag.chunking import chunk_corpus
         from rag.embedder import load_embedder
         from rag.index import build_or_load_index
         from rag.retriever import DenseRetriever
 
         r = self.config.retriever
-        chunks = chunk_documents(self.corpus.documents, r.chunk_words, r.chunk_overlap_words)
         embedder = load_embedder(r.embedder.model, r.embedder.device, r.embedder.batch_size)
+        tokenizer = getattr(getattr(embedder, "model", None), "tokenizer", None)
+        chunks = chunk_corpus(
+            self.documents,
+            r.chunk_strategy,
+            r.chunk_size,
+            r.chunk_overlap,
+            tokenizer if r.chunk_strategy != "words" else None,
+        )
         index = build_or_load_index(
             chunks, embedder, self.cache_dir, r.index_factory, progress=self.config.eval.progress
         )
@@ -165,7 +167,7 @@ class Experiment:
         settings = lora_settings(self.config)
         tokenizer = AutoTokenizer.from_pretrained(self.model_path)
         examples = build_examples(
-            self.corpus.documents,
+            self.documents,
             self.train_qa,
             tokenizer,
             mode=settings.mode,
@@ -266,8 +268,8 @@ def run_experiment(config: Config, resolved: dict[str, Any], output_dir: Path) -
     started = time.perf_counter()
     try:
         exp = Experiment(config, output_dir)
-        exp.prepare_corpus()
         exp.prepare_model()
+        exp.prepare_corpus()
         if RAG_ARMS & set(exp.arms) and main_process:
             exp.prepare_retriever()
         if FINETUNE_ARMS & set(exp.arms):

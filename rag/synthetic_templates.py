@@ -247,7 +247,7 @@ PERSON_QUESTIONS: dict[str, list[str]] = {
         "Where was {name} born?",
         "In which town was {name} born?",
         "What is the birthplace of {name}?",
-        "{name} was born in which town?",
+        "{name} hails from which town?",
         "From which town does {name} originally hail?",
     ],
     "birth_year": [

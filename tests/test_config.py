@@ -62,7 +62,7 @@ def test_unknown_key_and_wrong_type_fail_at_composition():
         ("generator.model=no-such-alias", "generator.model"),
         ("generator.model=/no/such/folder", "generator.model"),
         ("tracking.backend=wandb", "tracking.backend"),
-        ("retriever.chunk_overlap_words=500", "retriever.chunk_overlap_words"),
+        ("retriever.chunk_overlap=500", "retriever.chunk_overlap"),
     ],
 )
 def test_bad_values_name_the_key(override, key):
