@@ -35,8 +35,8 @@ class CorpusConfig:
     source: str = "synthetic"  # synthetic (built-in invented domain) | files | hf
     # built-in corpus
     seed: int = 0
-    num_people: int = 30
-    num_organisations: int = 8
+    num_people: int = 20
+    num_organisations: int = 6
     num_towns: int = 12
     num_distractors: int = 10
     train_phrasings: int = 2  # question phrasings per fact used for fine-tuning
@@ -92,7 +92,7 @@ class RetrieverConfig:
 @dataclass
 class GeneratorConfig:
     model: str = "smollm2-135m-instruct"  # alias, local folder or hub id (served name for openai)
-    max_new_tokens: int = 24
+    max_new_tokens: int = 20
     device: str = "cpu"
     backend: str = "transformers"  # transformers (in-process) | openai (compatible HTTP endpoint)
     base_url: str | None = None  # openai backend, e.g. http://127.0.0.1:8000/v1
