@@ -282,6 +282,14 @@ def cost_settings(config: Config) -> CostSettings:
 def _validate_cost_report(cfg: Config) -> None:
     from costing.report import check_report_settings
 
+    energy = cfg.costing.energy
+    _check(
+        not energy.measure or energy.country_for(cfg.costing.region) is not None,
+        "costing.energy.country_iso_code",
+        energy.country_iso_code,
+        "a 3-letter country code (e.g. FRA, USA) for codecarbon's offline tracker",
+    )
+
     try:
         check_report_settings(cost_settings(cfg), cfg.costing, list(cfg.eval.arms))
     except ValueError as err:  # CostingConfigError names the costing.* key

@@ -52,7 +52,20 @@ def arm_measurement(arm: str, preds: list[Prediction], stages: dict[str, Any]) -
         correct=[p.contains > 0 for p in preds],
         retrieval_seconds=[p.retrieval_embed_s + p.retrieval_search_s for p in preds],
         train_tokens=int(stages["finetune"]["tokens"]) if arm in FINETUNE_ARMS else 0,
+        measured_energy_kwh=_measured(arm, stages),
     )
+
+
+def _measured(arm: str, stages: dict[str, Any]) -> dict[str, float | None]:
+    """Measured kWh of the one-time stages this arm depends on, when they ran in this run
+    (a stage served from the cache was not measured building)."""
+    energy = stages.get("energy") or {}
+    wanted = []
+    if arm in RAG_ARMS and not stages["index"]["reused"]:
+        wanted.append("index")
+    if arm in FINETUNE_ARMS and not stages["finetune"]["reused"]:
+        wanted.append("train")
+    return {stage: energy[stage]["energy_kwh"] for stage in wanted if stage in energy}
 
 
 def cost_report(

@@ -191,6 +191,17 @@ def arm_metrics(results: dict[str, Any]) -> dict[str, float]:
         if cost["usd_per_1m_output_tokens"] is not None:
             metrics[f"cost/{arm}/usd_per_1m_output_tokens"] = cost["usd_per_1m_output_tokens"]
     metrics.update(cost_report_metrics(results.get("costing")))
+    corpus = results["stages"]["corpus"]
+    for key in ("documents", "train_questions", "eval_questions"):
+        metrics[f"corpus/{key}"] = corpus[key]
+    if "leakage" in corpus:
+        metrics["corpus/leakage_overlap"] = corpus["leakage"]["overlap_count"]
+    if "ingest" in corpus:
+        ingest = corpus["ingest"]
+        metrics["corpus/skipped_files"] = len(ingest.get("skipped", []))
+        for key in ("characters", "words", "tokens"):
+            if isinstance(ingest.get(key), int | float):
+                metrics[f"corpus/{key}"] = ingest[key]
     for pair, result in results.get("comparisons", {}).get("pairs", {}).items():
         for key in (
             "mean_difference",

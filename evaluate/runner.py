@@ -131,6 +131,21 @@ class Experiment:
             "seconds": time.perf_counter() - started,
         }
 
+    def meter(self, stage: str):
+        """Measure a stage's energy with codecarbon when costing.energy.measure is set."""
+        from contextlib import nullcontext
+
+        energy = self.config.costing.energy
+        if not energy.measure:
+            return nullcontext()
+        from costing.energy import EnergyMeter
+
+        meter = EnergyMeter(
+            stage, energy.country_for(self.config.costing.region), pue=self.config.costing.pue
+        )
+        self.stages.setdefault("energy", {})[stage] = meter
+        return meter
+
     def prepare_retriever(self) -> None:
         from rag.chunking import chunk_corpus
         from rag.embedder import load_embedder
@@ -147,9 +162,14 @@ class Experiment:
             r.chunk_overlap,
             tokenizer if r.chunk_strategy != "words" else None,
         )
-        index = build_or_load_index(
-            chunks, embedder, self.cache_dir, r.index_factory, progress=self.config.eval.progress
-        )
+        with self.meter("index"):
+            index = build_or_load_index(
+                chunks,
+                embedder,
+                self.cache_dir,
+                r.index_factory,
+                progress=self.config.eval.progress,
+            )
         self.retriever = DenseRetriever(embedder, index, r.top_k)
         self.stages["index"] = {
             **index.manifest,
@@ -173,9 +193,14 @@ class Experiment:
             mode=settings.mode,
             max_length=settings.max_length,
         )
-        result = train_lora(
-            self.model_path, examples, settings, self.cache_dir, progress=self.config.eval.progress
-        )
+        with self.meter("train"):
+            result = train_lora(
+                self.model_path,
+                examples,
+                settings,
+                self.cache_dir,
+                progress=self.config.eval.progress,
+            )
         if result.reused:
             logger.info("reusing cached adapter %s", result.adapter_dir)
         self.adapter_dir = result.adapter_dir
@@ -184,13 +209,14 @@ class Experiment:
     def run_arms(self) -> dict[str, list[Prediction]]:
         e = self.config.eval
         retriever = getattr(self, "retriever", None)
-        predictions, self.throughput = run_all_arms(
-            self.config,
-            self.questions,
-            retriever,
-            self.model_path,
-            getattr(self, "adapter_dir", None),
-        )
+        with self.meter("evaluation"):
+            predictions, self.throughput = run_all_arms(
+                self.config,
+                self.questions,
+                retriever,
+                self.model_path,
+                getattr(self, "adapter_dir", None),
+            )
         if e.semantic_similarity:
             add_semantic_similarity(predictions, self.embedder())
         for arm, preds in predictions.items():
@@ -279,6 +305,8 @@ def run_experiment(config: Config, resolved: dict[str, Any], output_dir: Path) -
             tracker.finish(ok=True)
             return {}
         predictions = exp.run_arms()
+        if "energy" in exp.stages:  # measured stages: the meters' readings (kWh or unavailable)
+            exp.stages["energy"] = {k: m.result.to_dict() for k, m in exp.stages["energy"].items()}
         results = {
             "schema_version": RESULTS_SCHEMA_VERSION,
             "experiment": config.experiment.name,
