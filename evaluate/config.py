@@ -80,13 +80,33 @@ class EmbedderConfig:
 
 
 @dataclass
+class RerankerConfig:
+    model: str | None = None  # a cross-encoder folder or hub id; null: no re-ranking
+    device: str = "cpu"
+    batch_size: int = 32
+
+
+@dataclass
 class RetrieverConfig:
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
     chunk_strategy: str = "words"  # words | tokens (embedder tokenizer) | sentences | markdown
     chunk_size: int = 120  # words for `words`, tokens otherwise
     chunk_overlap: int = 20
     top_k: int = 3
+    mode: str = "dense"  # dense | bm25 | hybrid (reciprocal rank fusion)
+    candidates: int = 20  # first-stage depth when fusing or re-ranking
     index_factory: str = "Flat"  # FAISS index_factory string
+    metric: str = "inner_product"  # inner_product (normalised vectors) | l2
+    nprobe: int | None = None  # IVF search knob
+    ef_search: int | None = None  # HNSW search knob
+    train_size: int | None = None  # vectors sampled to train IVF/PQ; null: 64 per centroid
+    use_gpu: bool = False  # GPU FAISS (faiss-gpu) when available
+    rrf_k: int = 60  # reciprocal rank fusion constant (Cormack et al. 2009)
+    bm25_weight: float = 1.0
+    reranker: RerankerConfig = field(default_factory=lambda: RerankerConfig())
+    context_budget_tokens: int | None = None  # cap on context tokens (generator tokenizer)
+    ordering: str = "best_first"  # best_first | best_at_ends (lost in the middle)
+    lock_timeout_s: float = 86400.0  # wait for another process building the same cache entry
 
 
 @dataclass
@@ -191,6 +211,7 @@ def validate(cfg: Config) -> None:
     _check(mq == -1 or mq >= 1, "qa.max_eval_questions", mq, "-1 (all) or >= 1")
     r = cfg.retriever
     _check(r.top_k >= 1, "retriever.top_k", r.top_k, ">= 1")
+    _validate_retrieval(r)
     _check(
         r.chunk_strategy in ("words", "tokens", "sentences", "markdown"),
         "retriever.chunk_strategy",
@@ -294,6 +315,28 @@ def _validate_cost_report(cfg: Config) -> None:
         check_report_settings(cost_settings(cfg), cfg.costing, list(cfg.eval.arms))
     except ValueError as err:  # CostingConfigError names the costing.* key
         raise ConfigError(str(err)) from err
+
+
+def _validate_retrieval(r: RetrieverConfig) -> None:
+    from rag.context import ORDERINGS
+    from rag.faiss_build import METRICS
+    from rag.retriever import MODES
+
+    _check(r.mode in MODES, "retriever.mode", r.mode, f"one of {list(MODES)}")
+    _check(r.metric in METRICS, "retriever.metric", r.metric, f"one of {list(METRICS)}")
+    _check(r.ordering in ORDERINGS, "retriever.ordering", r.ordering, f"one of {list(ORDERINGS)}")
+    _check(
+        r.candidates >= r.top_k,
+        "retriever.candidates",
+        r.candidates,
+        f">= retriever.top_k={r.top_k}",
+    )
+    for key in ("nprobe", "ef_search", "train_size", "context_budget_tokens"):
+        value = getattr(r, key)
+        _check(value is None or value >= 1, f"retriever.{key}", value, "null or >= 1")
+    _check(r.rrf_k >= 1, "retriever.rrf_k", r.rrf_k, ">= 1")
+    _check(r.bm25_weight >= 0, "retriever.bm25_weight", r.bm25_weight, ">= 0")
+    _check(r.lock_timeout_s > 0, "retriever.lock_timeout_s", r.lock_timeout_s, "> 0")
 
 
 def _validate_corpus(cfg: Config) -> None:

@@ -50,7 +50,7 @@ def arm_measurement(arm: str, preds: list[Prediction], stages: dict[str, Any]) -
         input_tokens=[p.input_tokens for p in preds],
         output_tokens=[p.output_tokens for p in preds],
         correct=[p.contains > 0 for p in preds],
-        retrieval_seconds=[p.retrieval_embed_s + p.retrieval_search_s for p in preds],
+        retrieval_seconds=[p.request_s - p.e2e_s for p in preds],  # retrieval + prompt build
         train_tokens=int(stages["finetune"]["tokens"]) if arm in FINETUNE_ARMS else 0,
         measured_energy_kwh=_measured(arm, stages),
     )

@@ -7,10 +7,10 @@ import gc
 import logging
 from typing import Any
 
-from evaluate.arms import Prediction, messages_for, run_arm
+from evaluate.arms import ContextSettings, Prediction, messages_for, run_arm
 from evaluate.config import FINETUNE_ARMS, RAG_ARMS, Config
 from evaluate.metrics import semantic_similarity
-from rag.retriever import DenseRetriever
+from rag.retriever import Retriever
 from rag.types import QAPair
 
 logger = logging.getLogger(__name__)
@@ -65,8 +65,13 @@ def tuned_generator(config: Config, model_path: str, adapter_dir: str):
     return ChatGenerator(model, tokenizer, g.max_new_tokens, name="finetuned")
 
 
+def context_settings(config: Config) -> ContextSettings:
+    r = config.retriever
+    return ContextSettings(budget_tokens=r.context_budget_tokens, ordering=r.ordering)
+
+
 def measure_throughput_for(
-    arm: str, generator, questions: list[QAPair], retriever: DenseRetriever | None, config: Config
+    arm: str, generator, questions: list[QAPair], retriever: Retriever | None, config: Config
 ) -> dict[str, float] | None:
     """Batched generation tokens/s on the arm's own prompts (retrieval excluded)."""
     from evaluate.throughput import measure_throughput
@@ -77,7 +82,13 @@ def measure_throughput_for(
         return None
     subset = questions[: e.throughput_questions]
     messages = [
-        messages_for(qa, retriever.retrieve(qa.question) if retriever else None) for qa in subset
+        messages_for(
+            qa,
+            retriever.retrieve(qa.question) if retriever else None,
+            generator,
+            context_settings(config),
+        )[0]
+        for qa in subset
     ]
     result = measure_throughput(generator, messages, e.throughput_batch_size, progress=False)
     logger.info(
@@ -92,7 +103,7 @@ def measure_throughput_for(
 def run_all_arms(
     config: Config,
     questions: list[QAPair],
-    retriever: DenseRetriever | None,
+    retriever: Retriever | None,
     model_path: str | None,
     adapter_dir: str | None,
 ) -> tuple[dict[str, list[Prediction]], dict[str, Any]]:
@@ -121,6 +132,7 @@ def run_all_arms(
                     arm_retriever,
                     config.eval.warmup_requests,
                     config.eval.progress,
+                    context_settings(config),
                 )
                 throughput[arm] = measure_throughput_for(
                     arm, generator, questions, arm_retriever, config

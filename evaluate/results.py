@@ -30,10 +30,11 @@ def per_question_scores(predictions: list[Prediction]) -> dict[str, list[float]]
         name: [float(getattr(p, name)) for p in predictions]
         for name in ("exact_match", "token_f1", "contains", "rouge_l")
     }
-    for name in ("semantic_similarity", "recall_at_k"):
-        values = [getattr(p, name) for p in predictions]
-        if values and all(v is not None for v in values):
-            scores[name] = [float(v) for v in values]
+    for name in ("semantic_similarity", "recall_at_k", "hit_rate_at_k", "mrr", "ndcg_at_k"):
+        # retrieval metrics are undefined for questions without supporting documents
+        values = [float(v) for v in (getattr(p, name) for p in predictions) if v is not None]
+        if values:
+            scores[name] = values
     return scores
 
 
@@ -84,9 +85,22 @@ def latency_table(predictions: list[Prediction]) -> dict[str, float]:
     table.update(latency_summary([p.tpot_s for p in predictions if p.output_tokens > 1], "tpot"))
     table.update(latency_summary([p.e2e_s for p in predictions], "e2e"))
     table.update(latency_summary([p.request_s for p in predictions], "request"))
-    retrieval = [p.retrieval_embed_s + p.retrieval_search_s for p in predictions]
+    retrieval = [
+        p.retrieval_embed_s + p.retrieval_search_s + p.retrieval_rerank_s for p in predictions
+    ]
     if any(retrieval):
         table.update(latency_summary(retrieval, "retrieval"))
+    for stage in (
+        "retrieval_embed",
+        "retrieval_dense_search",
+        "retrieval_bm25_search",
+        "retrieval_fusion",
+        "retrieval_rerank",
+        "prompt_build",
+    ):
+        values = [getattr(p, f"{stage}_s") for p in predictions]
+        if any(values):
+            table.update(latency_summary(values, stage.removeprefix("retrieval_")))
     return table
 
 
@@ -108,6 +122,7 @@ def environment() -> dict[str, str]:
         "peft",
         "sentence-transformers",
         "faiss-cpu",
+        "bm25s",
         "mlflow",
         "hydra-core",
     ):

@@ -149,11 +149,11 @@ class Experiment:
     def prepare_retriever(self) -> None:
         from rag.chunking import chunk_corpus
         from rag.embedder import load_embedder
-        from rag.index import build_or_load_index
-        from rag.retriever import DenseRetriever
+        from rag.retriever import build_retriever
 
         r = self.config.retriever
         embedder = load_embedder(r.embedder.model, r.embedder.device, r.embedder.batch_size)
+        self._embedder = embedder
         tokenizer = getattr(getattr(embedder, "model", None), "tokenizer", None)
         chunks = chunk_corpus(
             self.documents,
@@ -163,20 +163,28 @@ class Experiment:
             tokenizer if r.chunk_strategy != "words" else None,
         )
         with self.meter("index"):
-            index = build_or_load_index(
+            self.retriever = build_retriever(
                 chunks,
                 embedder,
                 self.cache_dir,
-                r.index_factory,
+                mode=r.mode,
+                top_k=r.top_k,
+                candidates=r.candidates,
+                index_factory=r.index_factory,
+                metric=r.metric,
+                nprobe=r.nprobe,
+                ef_search=r.ef_search,
+                use_gpu=r.use_gpu,
+                train_size=r.train_size,
+                rrf_k=r.rrf_k,
+                bm25_weight=r.bm25_weight,
+                reranker_model=r.reranker.model,
+                reranker_device=r.reranker.device,
+                reranker_batch_size=r.reranker.batch_size,
                 progress=self.config.eval.progress,
+                lock_timeout_s=r.lock_timeout_s,
             )
-        self.retriever = DenseRetriever(embedder, index, r.top_k)
-        self.stages["index"] = {
-            **index.manifest,
-            "chunks": len(chunks),
-            "reused": index.reused,
-            "path": str(index.path),
-        }
+        self.stages["index"] = self.retriever.stage_info()
 
     def prepare_adapter(self) -> None:
         from transformers import AutoTokenizer
@@ -231,8 +239,8 @@ class Experiment:
 
     def embedder(self):
         """The retriever's embedder (loaded now if no RAG arm loaded it)."""
-        if hasattr(self, "retriever"):
-            return self.retriever.embedder
+        if hasattr(self, "_embedder"):
+            return self._embedder
         from rag.embedder import load_embedder
 
         r = self.config.retriever.embedder

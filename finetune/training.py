@@ -65,6 +65,7 @@ def training_arguments(
     bf16 = half and torch.cuda.is_bf16_supported()
     return TrainingArguments(
         output_dir=str(work_dir),
+        restore_callback_states_from_checkpoint=True,  # the training clock spans resumes
         per_device_train_batch_size=s.batch_size,
         per_device_eval_batch_size=s.batch_size,
         gradient_accumulation_steps=s.grad_accum,

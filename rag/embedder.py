@@ -9,6 +9,7 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -60,7 +61,7 @@ class SentenceTransformerEmbedder:
         self.model = SentenceTransformer(self.path, device=device)
         self.batch_size = batch_size
         self.dimension = int(self.model.get_embedding_dimension())
-        self.identity = f"st:{model_fingerprint(self.path)}"
+        self.identity = f"st:{_content_fingerprint(self.path)}:{library_versions()}"
 
     def embed(self, texts: list[str], progress: bool = False) -> np.ndarray:
         vectors = self.model.encode(
@@ -71,6 +72,27 @@ class SentenceTransformerEmbedder:
             show_progress_bar=progress,
         )
         return np.asarray(vectors, dtype=np.float32)
+
+
+def _content_fingerprint(path: str) -> str:
+    """A content hash of the model folder; for a hub id, of its locally cached snapshot (so a
+    new revision of the same id is a new identity), else the id itself."""
+    if not Path(path).is_dir():
+        try:
+            from huggingface_hub import snapshot_download
+
+            path = snapshot_download(path, local_files_only=True)
+        except Exception:  # no snapshot on disk: fall back to the id
+            logger.warning("cannot locate the files of %s; cache keys use its name", path)
+    return model_fingerprint(path)
+
+
+def library_versions() -> str:
+    """Versions that can change the vectors of the same model: part of every cache key."""
+    from importlib import metadata
+
+    names = ("sentence-transformers", "transformers", "torch")
+    return ",".join(f"{name}=={metadata.version(name)}" for name in names)
 
 
 def load_embedder(model: str, device: str = "cpu", batch_size: int = 64) -> Embedder:

@@ -20,9 +20,23 @@ def closed_book_messages(question: str) -> list[dict[str, str]]:
     ]
 
 
-def rag_messages(question: str, passages: Sequence[str]) -> list[dict[str, str]]:
-    """Messages with retrieved passages (best first) placed before the question."""
-    context = "\n\n".join(f"[{i + 1}] {text.strip()}" for i, text in enumerate(passages))
+def context_block(passages: Sequence[str], labels: Sequence[str] | None = None) -> str:
+    """Passages as ``[label] text`` paragraphs; labels default to 1, 2, 3 ..."""
+    if labels is None:
+        labels = [str(i + 1) for i in range(len(passages))]
+    if len(labels) != len(passages):
+        raise ValueError(f"{len(labels)} labels for {len(passages)} passages")
+    return "\n\n".join(
+        f"[{label}] {text.strip()}" for label, text in zip(labels, passages, strict=True)
+    )
+
+
+def rag_messages(
+    question: str, passages: Sequence[str], labels: Sequence[str] | None = None
+) -> list[dict[str, str]]:
+    """Messages with retrieved passages placed before the question, each cited by its label
+    (a chunk id such as ``person-003#0`` when given, else its position)."""
+    context = context_block(passages, labels)
     user = f"Context:\n{context}\n\nUsing the context, answer briefly.\nQuestion: {question}"
     return [
         {"role": "system", "content": SYSTEM_PROMPT},

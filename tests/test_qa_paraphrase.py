@@ -38,7 +38,17 @@ def test_builtin_extras_use_unused_templates_never_the_eval_one(train_phrasings)
     assert len(builtin_extra_phrasings(corpus, max_per_fact=1)) <= len(held_out)
 
 
-def test_builtin_extras_skip_reorderings_of_the_eval_question():
+def test_builtin_extras_skip_reorderings_of_the_eval_question(monkeypatch):
+    import rag.synthetic_templates as tpl
+
+    # The shipped templates have no word-for-word reordering; plant one to test the filter.
+    planted = dict(tpl.PERSON_QUESTIONS)
+    planted["birth_town"] = [
+        *planted["birth_town"][:3],
+        "{name} was born in which town?",
+        planted["birth_town"][4],
+    ]
+    monkeypatch.setattr(tpl, "PERSON_QUESTIONS", planted)
     corpus = generate_corpus(num_people=10, num_organisations=2, train_phrasings=0)
     reorder = {"In which town was {} born?", "{} was born in which town?"}
     names = {d.doc_id: d.title for d in corpus.documents}
