@@ -139,6 +139,7 @@ class EvalConfig:
     bootstrap_resamples: int = 2000
     alpha: float = 0.05  # significance level of the paired tests
     multiple_comparisons: str = "holm"  # holm | none
+    significance_metric: str = "contains"  # contains | exact_match (0/1 per question)
     semantic_similarity: bool = True  # embed answers with the retriever's embedder
     throughput_batch_size: int = 8  # batched generation measurement; 0 disables
     throughput_questions: int = 16  # how many questions the throughput measurement answers

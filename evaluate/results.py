@@ -58,21 +58,28 @@ def comparisons(
     resamples: int,
     alpha: float,
     correction: str,
+    metric: str = "contains",
 ) -> dict[str, Any]:
-    """Paired comparisons of every pair of arms on the same questions (see evaluate/stats.py)."""
+    """Paired comparisons of every pair of arms on the same questions (see evaluate/stats.py):
+    the mean difference of the per-question ``metric`` with a paired bootstrap interval, and
+    McNemar's exact test on it as correctness (``metric`` is 0/1 per question)."""
     if len(predictions) < 2:
         return {}
     pairs = compare_arms(
-        per_question={arm: [p.token_f1 for p in preds] for arm, preds in predictions.items()},
-        correct={arm: [p.exact_match == 1.0 for p in preds] for arm, preds in predictions.items()},
+        per_question={
+            arm: [getattr(p, metric) for p in preds] for arm, preds in predictions.items()
+        },
+        correct={
+            arm: [getattr(p, metric) == 1.0 for p in preds] for arm, preds in predictions.items()
+        },
         alpha=alpha,
         seed=seed,
         resamples=resamples,
         correction=correction,
     )
     return {
-        "score": "token_f1",
-        "correct": "exact_match",
+        "score": metric,
+        "correct": metric,
         "alpha": alpha,
         "correction": correction,
         "pairs": pairs,

@@ -332,6 +332,7 @@ def run_experiment(config: Config, resolved: dict[str, Any], output_dir: Path) -
                 config.eval.bootstrap_resamples,
                 config.eval.alpha,
                 config.eval.multiple_comparisons,
+                config.eval.significance_metric,
             ),
             "predictions": [p.to_dict() for preds in predictions.values() for p in preds],
         }
