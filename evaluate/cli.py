@@ -44,7 +44,38 @@ def _run(cfg: DictConfig) -> None:
 
     from evaluate.runner import run_experiment  # heavy imports only after validation
 
-    run_experiment(config, resolved, output_dir)
+    try:
+        run_experiment(config, resolved, output_dir)
+    except user_errors() as err:  # bad input: one clear line, no traceback (run marked FAILED)
+        logger.error("%s: %s", type(err).__name__, err)
+        sys.exit(2)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors caused by the user's input or environment, whose message says what to do."""
+    from costing.rows import CostingConfigError
+    from finetune.data import ChatTemplateError
+    from rag.endpoint import EndpointError
+    from rag.faiss_build import IndexSpecError, IndexTrainingError
+    from rag.formats import CorpusError
+    from rag.leakage import LeakageError
+    from rag.lock import CacheLockTimeout
+    from rag.models import ModelNotAvailableError
+    from rag.qa_sets import QAFileError
+
+    return (
+        ConfigError,
+        CostingConfigError,
+        ChatTemplateError,
+        EndpointError,
+        IndexSpecError,
+        IndexTrainingError,
+        CorpusError,
+        LeakageError,
+        CacheLockTimeout,
+        ModelNotAvailableError,
+        QAFileError,
+    )
 
 
 def main() -> None:

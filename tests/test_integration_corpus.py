@@ -104,3 +104,12 @@ def test_a_planted_leaked_question_stops_the_run(tmp_path):
     assert proc.returncode != 0
     assert "qa.allow_leakage=true" in proc.stderr + proc.stdout
     assert not (tmp_path / "out/results.json").exists()
+
+
+def test_a_missing_corpus_path_is_one_clear_line(tmp_path):
+    proc = run_cli(tmp_path, "corpus.paths=[no/such/folder]", "qa=cloze")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2
+    assert "corpus.paths" in output and "no/such/folder" in output
+    assert "Traceback" not in output
+    assert not (tmp_path / "out/results.json").exists()
