@@ -100,10 +100,13 @@ def load_corpus_stage(config: Config, generate=None, select_builtin=None) -> Cor
     details: dict[str, Any] = {}
     if config.corpus.source == "synthetic":
         corpus = _builtin(config)
-        name, documents, pairs = corpus.name, corpus.documents, corpus.qa_pairs
+        name, documents = corpus.name, corpus.documents
     else:
         documents, details["ingest"] = _own_documents(config)
         name = f"{config.corpus.source}:{','.join(config.corpus.paths) or config.corpus.dataset}"
+    if q.source == "builtin":
+        pairs = corpus.qa_pairs
+    else:  # a question file, or questions generated from the documents (any corpus)
         pairs, more = _own_questions(config, documents, generate)
         details.update(more)
     train = [p for p in pairs if p.split == "train"]
