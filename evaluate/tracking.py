@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any, Protocol
 logger = logging.getLogger(__name__)
 
 MAX_PARAM_CHARS = 500  # longer values live in the resolved-config artifact instead
+PARENT_RUN_ENV = "RAGTUNE_PARENT_RUN_ID"  # set by the sweep callback for every job
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -89,6 +91,9 @@ class MlflowTracker:
         return self.client.create_experiment(self.experiment_name, artifact_location=location)
 
     def start(self, run_name: str, tags: dict[str, str]) -> None:
+        parent = os.environ.get(PARENT_RUN_ENV)
+        if parent:  # a job of a sweep: a child of the sweep's parent run
+            tags = {**tags, "mlflow.parentRunId": parent}
         run = self.client.create_run(self._experiment_id(), run_name=run_name, tags=tags)
         self.run_id = run.info.run_id
         logger.info(
@@ -140,6 +145,20 @@ class MlflowTracker:
         if error:
             self.client.set_tag(self.run_id, "error", error[:5000])
         self.client.set_terminated(self.run_id, status="FINISHED" if ok else "FAILED")
+
+
+def start_parent_run(uri: str, experiment_name: str, artifact_dir: str, name: str,
+                     tags: dict[str, str]) -> str:
+    """Create the parent run of a sweep and return its id."""
+    tracker = MlflowTracker(uri, experiment_name, artifact_dir)
+    tracker.start(run_name=name, tags=tags)
+    return tracker.run_id
+
+
+def finish_parent_run(uri: str, run_id: str, ok: bool) -> None:
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri=uri).set_terminated(run_id, status="FINISHED" if ok else "FAILED")
 
 
 def make_tracker(backend: str, uri: str, experiment_name: str, artifact_dir: str) -> Tracker:

@@ -197,3 +197,44 @@ def test_report_on_unknown_experiment_is_a_clear_error(smoke_runs, capsys):
     )
     assert code == 2
     assert "no experiment 'nope'" in capsys.readouterr().err
+
+
+def test_a_sweep_is_one_parent_run_with_a_child_per_job(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from evaluate.report import main as report_main
+
+    env = {**os.environ, "RAGTUNE_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "evaluate.cli",
+            "--multirun",
+            "experiment=smoke",
+            "eval.arms=[closed_book]",
+            "eval.throughput_batch_size=0",
+            "qa.max_eval_questions=2",
+            "generator.max_new_tokens=3,5",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
+    parents = [r for r in runs if r.data.tags.get("kind") == "sweep"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    parent_id = parents[0].info.run_id
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent_id]
+    assert sorted(r.data.params["generator.max_new_tokens"] for r in children) == ["3", "5"]
+    assert all(r.info.status == "FINISHED" for r in children)
+    out = tmp_path / "report"
+    assert report_main(["--parent", parent_id, "--tracking-uri", uri, "--out", str(out)]) == 0
+    assert (out / "sweep_generator_max_new_tokens.png").is_file()
+    attached = {a.path for a in client.list_artifacts(parent_id, "report")}
+    assert "report/report.md" in attached
