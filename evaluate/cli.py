@@ -54,6 +54,7 @@ def _run(cfg: DictConfig) -> None:
 def user_errors() -> tuple[type[BaseException], ...]:
     """Errors caused by the user's input or environment, whose message says what to do."""
     from costing.rows import CostingConfigError
+    from evaluate.tracking import TrackingUnavailable
     from finetune.data import ChatTemplateError
     from rag.endpoint import EndpointError
     from rag.faiss_build import IndexSpecError, IndexTrainingError
@@ -75,6 +76,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
         CacheLockTimeout,
         ModelNotAvailableError,
         QAFileError,
+        TrackingUnavailable,
     )
 
 

@@ -31,7 +31,7 @@ from evaluate.results import (
     token_summary,
     write_results,
 )
-from evaluate.tracking import make_tracker
+from evaluate.tracking import NullTracker, TrackingUnavailable, make_tracker
 from rag.cache import atomic_write_text, content_key, model_fingerprint
 from rag.types import Corpus, QAPair
 
@@ -289,6 +289,30 @@ def run_experiment(config: Config, resolved: dict[str, Any], output_dir: Path) -
     backend = t.backend if main_process else "none"
     tracker = make_tracker(backend, t.uri, t.experiment_name, t.artifact_dir)
     started_utc = datetime.now(UTC).isoformat(timespec="seconds")
+    try:
+        start_tracker(tracker, config, output_dir)
+    except TrackingUnavailable as err:  # still run and write results.json; fail at the end
+        logger.error("%s", err)
+        unreachable, tracker = err, NullTracker()
+    else:
+        unreachable = None
+    started = time.perf_counter()
+    try:
+        results = run_stages(
+            config, resolved, output_dir, tracker, main_process, started, started_utc, config_path
+        )
+    except BaseException as err:
+        tracker.finish(ok=False, error=f"{type(err).__name__}: {err}")
+        raise
+    tracker.finish(ok=True)
+    if unreachable is not None:
+        raise unreachable  # results.json is written; the MLflow mirror is missing
+    if results:
+        logger.info("results: %s", output_dir / "results.json")
+    return results
+
+
+def start_tracker(tracker, config: Config, output_dir: Path) -> None:
     tracker.start(
         run_name=f"{config.experiment.name}-{output_dir.name}",
         tags={
@@ -299,50 +323,55 @@ def run_experiment(config: Config, resolved: dict[str, Any], output_dir: Path) -
             "output_dir": str(output_dir.resolve()),
         },
     )
-    started = time.perf_counter()
-    try:
-        exp = Experiment(config, output_dir)
-        exp.prepare_model()
-        exp.prepare_corpus()
-        if RAG_ARMS & set(exp.arms) and main_process:
-            exp.prepare_retriever()
-        if FINETUNE_ARMS & set(exp.arms):
-            exp.prepare_adapter()
-        if not main_process:  # the other ranks only help train the adapter
-            logger.info("rank %s: training done, the main process evaluates", os.environ["RANK"])
-            tracker.finish(ok=True)
-            return {}
-        predictions = exp.run_arms()
-        if "energy" in exp.stages:  # measured stages: the meters' readings (kWh or unavailable)
-            exp.stages["energy"] = {k: m.result.to_dict() for k, m in exp.stages["energy"].items()}
-        results = {
-            "schema_version": RESULTS_SCHEMA_VERSION,
-            "experiment": config.experiment.name,
-            "started_utc": started_utc,
-            "duration_s": time.perf_counter() - started,
-            "latency_convention": LATENCY_CONVENTION,
-            "config": resolved,
-            "environment": environment(),
-            "stages": exp.stages,
-            "arms": exp.summarise(predictions),
-            "costing": cost_report(config, predictions, exp.stages, exp.model_path),
-            "comparisons": comparisons(
-                predictions,
-                config.eval.seed,
-                config.eval.bootstrap_resamples,
-                config.eval.alpha,
-                config.eval.multiple_comparisons,
-                config.eval.significance_metric,
-            ),
-            "predictions": [p.to_dict() for preds in predictions.values() for p in preds],
-        }
-        if tracker.run_id:
-            results["mlflow_run_id"] = tracker.run_id
-        write_results(results, output_dir)
-        mirror_to_tracker(tracker, results, output_dir, config_path)
-    except BaseException as err:
-        tracker.finish(ok=False, error=f"{type(err).__name__}: {err}")
-        raise
-    tracker.finish(ok=True)
-    logger.info("results: %s", output_dir / "results.json")
+
+
+def run_stages(
+    config: Config,
+    resolved: dict[str, Any],
+    output_dir: Path,
+    tracker,
+    main_process: bool,
+    started: float,
+    started_utc: str,
+    config_path: Path,
+) -> dict[str, Any]:
+    """Every stage and arm; writes results.json and mirrors it. {} on non-main ranks."""
+    exp = Experiment(config, output_dir)
+    exp.prepare_model()
+    exp.prepare_corpus()
+    if RAG_ARMS & set(exp.arms) and main_process:
+        exp.prepare_retriever()
+    if FINETUNE_ARMS & set(exp.arms):
+        exp.prepare_adapter()
+    if not main_process:  # the other ranks only help train the adapter
+        logger.info("rank %s: training done, the main process evaluates", os.environ["RANK"])
+        return {}
+    predictions = exp.run_arms()
+    if "energy" in exp.stages:  # measured stages: the meters' readings (kWh or unavailable)
+        exp.stages["energy"] = {k: m.result.to_dict() for k, m in exp.stages["energy"].items()}
+    results = {
+        "schema_version": RESULTS_SCHEMA_VERSION,
+        "experiment": config.experiment.name,
+        "started_utc": started_utc,
+        "duration_s": time.perf_counter() - started,
+        "latency_convention": LATENCY_CONVENTION,
+        "config": resolved,
+        "environment": environment(),
+        "stages": exp.stages,
+        "arms": exp.summarise(predictions),
+        "costing": cost_report(config, predictions, exp.stages, exp.model_path),
+        "comparisons": comparisons(
+            predictions,
+            config.eval.seed,
+            config.eval.bootstrap_resamples,
+            config.eval.alpha,
+            config.eval.multiple_comparisons,
+            config.eval.significance_metric,
+        ),
+        "predictions": [p.to_dict() for preds in predictions.values() for p in preds],
+    }
+    if tracker.run_id:
+        results["mlflow_run_id"] = tracker.run_id
+    write_results(results, output_dir)
+    mirror_to_tracker(tracker, results, output_dir, config_path)
     return results

@@ -32,10 +32,13 @@ class MlflowSweepCallback(Callback):
             return
         self.uri = str(tracking.uri)
         sweep_dir = str(config.hydra.sweep.dir)
-        self.run_id = start_parent_run(self.uri, str(tracking.experiment_name),
-                                       str(tracking.artifact_dir),
-                                       name=f"sweep-{os.path.basename(sweep_dir)}",
-                                       tags={"sweep_dir": sweep_dir, "kind": "sweep"})
+        self.run_id = start_parent_run(
+            self.uri,
+            str(tracking.experiment_name),
+            str(tracking.artifact_dir),
+            name=f"sweep-{os.path.basename(sweep_dir)}",
+            tags={"sweep_dir": sweep_dir, "kind": "sweep"},
+        )
         os.environ[PARENT_RUN_ENV] = self.run_id
         logger.info("sweep parent run %s", self.run_id)
 

@@ -44,6 +44,27 @@ class Tracker(Protocol):
     def finish(self, ok: bool, error: str | None = None) -> None: ...
 
 
+class TrackingUnavailable(RuntimeError):
+    """The tracking server cannot be reached; the run's local results are still written."""
+
+
+def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail fast (not after the client's long retries) when an HTTP tracking server is down."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s):
+            pass
+    except (urllib.error.URLError, OSError) as err:
+        raise TrackingUnavailable(
+            f"tracking.uri={uri} is unreachable ({err}); start the server "
+            "(mlflow server --host 127.0.0.1 ...), fix tracking.uri, or use tracking=none"
+        ) from err
+
+
 class NullTracker:
     """tracking.backend=none: results.json only."""
 
@@ -91,6 +112,7 @@ class MlflowTracker:
         return self.client.create_experiment(self.experiment_name, artifact_location=location)
 
     def start(self, run_name: str, tags: dict[str, str]) -> None:
+        check_reachable(self.uri)
         parent = os.environ.get(PARENT_RUN_ENV)
         if parent:  # a job of a sweep: a child of the sweep's parent run
             tags = {**tags, "mlflow.parentRunId": parent}
@@ -147,8 +169,9 @@ class MlflowTracker:
         self.client.set_terminated(self.run_id, status="FINISHED" if ok else "FAILED")
 
 
-def start_parent_run(uri: str, experiment_name: str, artifact_dir: str, name: str,
-                     tags: dict[str, str]) -> str:
+def start_parent_run(
+    uri: str, experiment_name: str, artifact_dir: str, name: str, tags: dict[str, str]
+) -> str:
     """Create the parent run of a sweep and return its id."""
     tracker = MlflowTracker(uri, experiment_name, artifact_dir)
     tracker.start(run_name=name, tags=tags)

@@ -238,3 +238,19 @@ def test_a_sweep_is_one_parent_run_with_a_child_per_job(tmp_path):
     assert (out / "sweep_generator_max_new_tokens.png").is_file()
     attached = {a.path for a in client.list_artifacts(parent_id, "report")}
     assert "report/report.md" in attached
+
+
+def test_unreachable_tracking_server_still_writes_results(tmp_path):
+    proc = run_cli(
+        tmp_path,
+        tmp_path / "cache",
+        "tracking.uri=http://127.0.0.1:9",
+        "eval.arms=[closed_book]",
+        "hydra.run.dir=outputs/smoke/offline",
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2
+    assert "tracking.uri=http://127.0.0.1:9 is unreachable" in output
+    assert "Traceback" not in output
+    results = json.loads((tmp_path / "outputs/smoke/offline/results.json").read_text())
+    assert list(results["arms"]) == ["closed_book"] and "mlflow_run_id" not in results
