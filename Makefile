@@ -13,7 +13,11 @@ PYTEST_ARGS ?=
 # A plain `torch` requirement on a CPU-only Linux machine resolves to a multi-GB CUDA build.
 # Without an NVIDIA driver we ask for the CPU build (local version +cpu) from PyTorch's CPU
 # index; with one, the default build. Override TORCH_REQ / TORCH_PIP_ARGS to choose yourself.
-ifeq ($(shell command -v nvidia-smi 2>/dev/null),)
+# macOS wheels are CPU/MPS builds already (no +cpu variant exists there).
+ifeq ($(shell uname -s),Darwin)
+TORCH_REQ      ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+else ifeq ($(shell command -v nvidia-smi 2>/dev/null),)
 TORCH_REQ      ?= torch==2.13.0+cpu
 TORCH_PIP_ARGS ?= --extra-index-url https://download.pytorch.org/whl/cpu
 else
