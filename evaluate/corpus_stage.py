@@ -8,12 +8,14 @@ file or synthesised from the documents, then split so that no fact straddles tra
 from __future__ import annotations
 
 import logging
+import random
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 from evaluate.config import Config
 from rag.leakage import check_leakage, enforce_no_leakage, split_questions, training_texts
-from rag.types import Document, QAPair
+from rag.types import Corpus, Document, QAPair
 
 logger = logging.getLogger(__name__)
 
@@ -88,11 +90,29 @@ def _own_questions(config: Config, documents: list[Document], generate) -> tuple
     return split_questions(pairs, q.eval_fraction, q.split_seed), details
 
 
-def load_corpus_stage(config: Config, generate=None, select_builtin=None) -> CorpusStage:
+def select_eval_questions(corpus: Corpus, max_questions: int, seed: int) -> list[QAPair]:
+    """Built-in held-out questions, balanced over fact types (round robin), deterministic."""
+    from rag.qa_sets import interleave
+
+    by_kind: dict[str, list[QAPair]] = defaultdict(list)
+    for qa in sorted(corpus.split("eval"), key=lambda q: q.qa_id):
+        by_kind[qa.fact_id.rsplit("/", 1)[-1]].append(qa)
+    rng = random.Random(seed)
+    queues = []
+    for kind in sorted(by_kind):
+        rng.shuffle(by_kind[kind])
+        queues.append(by_kind[kind])
+    ordered = interleave(queues)
+    if not ordered:
+        raise ValueError(f"corpus '{corpus.name}' has no held-out (split=eval) questions")
+    return ordered if max_questions == -1 else ordered[:max_questions]
+
+
+def load_corpus_stage(config: Config, generate=None) -> CorpusStage:
     """Documents, training questions and held-out questions, leakage-checked.
 
     ``generate(prompt) -> (text, input_tokens, output_tokens)`` serves qa.source=lm and
-    finetune.paraphrase_method=lm; ``select_builtin`` picks the built-in held-out questions.
+    finetune.paraphrase_method=lm.
     """
     from rag.qa_sets import sample_questions
 
@@ -111,7 +131,7 @@ def load_corpus_stage(config: Config, generate=None, select_builtin=None) -> Cor
         details.update(more)
     train = [p for p in pairs if p.split == "train"]
     if q.source == "builtin":
-        questions = select_builtin(corpus, q.max_eval_questions, q.sample_seed)
+        questions = select_eval_questions(corpus, q.max_eval_questions, q.sample_seed)
     else:
         held_out = [p for p in pairs if p.split == "eval"]
         questions = sample_questions(held_out, q.max_eval_questions, q.sample_seed)

@@ -126,11 +126,6 @@ def semantic_similarity(prediction: np.ndarray, golds: np.ndarray) -> float:
     return float(np.max(cosine_similarity(np.asarray(prediction).reshape(-1), golds)))
 
 
-def recall_at_k(retrieved_doc_ids: Sequence[str], supporting_doc_ids: Sequence[str]) -> float:
-    """1 if any supporting document is among the retrieved ones (hit rate at k)."""
-    return float(bool(set(retrieved_doc_ids) & set(supporting_doc_ids)))
-
-
 def percentile(values: Sequence[float], q: float) -> float:
     """Linear-interpolation percentile (numpy's default method), q in [0, 100]."""
     if not values:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import time
-from collections import defaultdict
 from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,30 +31,8 @@ from evaluate.results import (
 )
 from evaluate.tracking import NullTracker, TrackingUnavailable, make_tracker
 from rag.cache import atomic_write_text, content_key, model_fingerprint
-from rag.types import Corpus, QAPair
 
 logger = logging.getLogger(__name__)
-
-
-def select_eval_questions(corpus: Corpus, max_questions: int, seed: int) -> list[QAPair]:
-    """Held-out questions, balanced over fact types (round robin), deterministic for a seed."""
-    by_kind: dict[str, list[QAPair]] = defaultdict(list)
-    for qa in sorted(corpus.split("eval"), key=lambda q: q.qa_id):
-        by_kind[qa.fact_id.rsplit("/", 1)[-1]].append(qa)
-    rng = random.Random(seed)
-    queues = []
-    for kind in sorted(by_kind):
-        group = by_kind[kind]
-        rng.shuffle(group)
-        queues.append(group)
-    ordered = []
-    while any(queues):
-        for queue in queues:
-            if queue:
-                ordered.append(queue.pop(0))
-    if not ordered:
-        raise ValueError(f"corpus '{corpus.name}' has no held-out (split=eval) questions")
-    return ordered if max_questions == -1 else ordered[:max_questions]
 
 
 def lora_settings(config: Config):
@@ -85,7 +61,7 @@ class Experiment:
             self.config.finetune.paraphrases and self.config.finetune.paraphrase_method == "lm"
         )
         generate = text_generator(self.config, self.model_path) if needs_lm else None
-        stage = load_corpus_stage(self.config, generate, select_eval_questions)
+        stage = load_corpus_stage(self.config, generate)
         self.documents, self.train_qa, self.questions = (
             stage.documents,
             stage.train_qa,

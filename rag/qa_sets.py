@@ -243,9 +243,13 @@ def sample_questions(pairs: list[QAPair], max_questions: int, seed: int) -> list
     rng = random.Random(seed)
     queues = [groups[key] for key in sorted(groups)]
     rng.shuffle(queues)
-    ordered = []
-    while any(queues):
-        for queue in queues:
-            if queue:
-                ordered.append(queue.pop(0))
+    ordered = interleave(queues)
     return ordered if max_questions == -1 else ordered[:max_questions]
+
+
+def interleave(queues: list[list[QAPair]]) -> list[QAPair]:
+    """Round robin over the queues: the first of each, then the second of each, ..."""
+    ordered = []
+    for rank in range(max((len(q) for q in queues), default=0)):
+        ordered.extend(q[rank] for q in queues if rank < len(q))
+    return ordered

@@ -12,7 +12,6 @@ from evaluate.metrics import (
     latency_summary,
     normalize_answer,
     percentile,
-    recall_at_k,
     token_f1,
 )
 
@@ -40,9 +39,11 @@ def test_contains_answer_respects_word_boundaries():
     assert contains_answer("Tarrowbyshire", ["Tarrowby"]) == 0
 
 
-def test_recall_at_k_is_a_hit_rate():
-    assert recall_at_k(["d2", "d1"], ["d1"]) == 1
-    assert recall_at_k(["d2", "d3"], ["d1"]) == 0
+def test_hit_rate_at_k():
+    from evaluate.retrieval_metrics import retrieval_scores
+
+    assert retrieval_scores(["d2", "d1"], ["d1"], 2)["hit_rate_at_k"] == 1
+    assert retrieval_scores(["d2", "d3"], ["d1"], 2)["hit_rate_at_k"] == 0
 
 
 def test_percentile_matches_linear_interpolation():
