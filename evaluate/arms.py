@@ -2,25 +2,38 @@
 
 An arm is a generator (base or fine-tuned) with or without a retriever; all arms share the
 questions, the prompt wording and greedy decoding.
+
+A request that fails on its own (endpoint error or timeout, malformed response, a prompt over the
+context window) makes a failed prediction: ``error`` set, every score 0, left out of the latency
+statistics, counted per reason. Above ``max_failure_rate`` the arm stops with
+``TooManyFailuresError``. Answers are journaled (``evaluate.journal``) and reused on a re-run.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields
 
 from tqdm.auto import tqdm
 
 from evaluate.metrics import contains_answer, exact_match, rouge_l, token_f1
 from evaluate.retrieval_metrics import retrieval_scores
 from rag.context import build_context
-from rag.generation import ChatGenerator
+from rag.generation import ChatGenerator, GenerationFailure
 from rag.prompts import closed_book_messages
 from rag.retriever import Retriever
 from rag.types import QAPair
 
 logger = logging.getLogger(__name__)
+
+# Failures that mean the whole set-up is broken, not one question: fatal before any success.
+_FATAL_AT_START = ("unreachable", "configuration")
+
+
+class TooManyFailuresError(RuntimeError):
+    """More questions of an arm failed than ``eval.max_failure_rate`` allows."""
 
 
 @dataclass
@@ -56,11 +69,24 @@ class Prediction:
     rouge_l: float = 0.0
     semantic_similarity: float | None = None  # filled after the run (needs the embedder)
     tokens_from_usage: bool = True  # False: an endpoint sent no usage, streamed chunks counted
+    ttft_measured: bool = True  # False: e2e-only backend (vLLM offline), ttft_s is e2e_s
     retrieved_doc_ids: list[str] = field(default_factory=list)
     retrieved_chunk_ids: list[str] = field(default_factory=list)
+    error: str | None = None  # why this question failed (scores 0, no latency); None: answered
+    failure_reason: str | None = None  # e.g. timeout, http_error, context_overflow
+    reused: bool = False  # answer (and its timings) taken from the evaluation journal
+    judge: float | None = None  # LLM judge verdict: 1 correct, 0 wrong, None unparseable/off
+    judge_input_tokens: int = 0
+    judge_output_tokens: int = 0
+    judge_s: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, row: dict) -> Prediction:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in row.items() if k in names})
 
 
 @dataclass
@@ -92,30 +118,68 @@ def answer(
     retriever: Retriever | None,
     context: ContextSettings | None = None,
 ) -> Prediction:
+    """One question through the arm; a ``GenerationFailure`` makes a failed prediction."""
     retrieval = retriever.retrieve(qa.question) if retriever is not None else None
     messages, built = messages_for(qa, retrieval, generator, context)
-    gen = generator.generate(messages)
-    prediction = Prediction(
+    try:
+        gen = generator.generate(messages)
+    except GenerationFailure as err:
+        prediction = _failed(arm, qa, err)
+    else:
+        prediction = Prediction(
+            arm=arm,
+            qa_id=qa.qa_id,
+            question=qa.question,
+            answers=list(qa.answers),
+            prediction=gen.text,
+            exact_match=0.0,
+            token_f1=0.0,
+            contains=0.0,
+            tokens_from_usage=bool(getattr(gen, "tokens_from_usage", True)),
+            ttft_measured=bool(getattr(gen, "ttft_measured", True)),
+            input_tokens=gen.input_tokens,
+            output_tokens=gen.output_tokens,
+            ttft_s=gen.ttft_s,
+            tpot_s=gen.tpot_s,
+            e2e_s=gen.e2e_s,
+            request_s=gen.e2e_s,
+        )
+        score(prediction, qa)
+    if retrieval is not None:
+        _add_retrieval(prediction, qa, retrieval, built, retriever.top_k)
+    return prediction
+
+
+def score(p: Prediction, qa: QAPair) -> None:
+    """Fill the answer's accuracy scores against the gold answers (0 for a failed question)."""
+    p.answers = list(qa.answers)
+    ok = p.error is None
+    p.exact_match = exact_match(p.prediction, qa.answers) if ok else 0.0
+    p.token_f1 = token_f1(p.prediction, qa.answers) if ok else 0.0
+    p.contains = contains_answer(p.prediction, qa.answers) if ok else 0.0
+    p.rouge_l = rouge_l(p.prediction, qa.answers) if ok else 0.0
+
+
+def _failed(arm: str, qa: QAPair, err: GenerationFailure) -> Prediction:
+    message = " ".join(str(err).split())  # one line
+    logger.warning("arm %s question %s failed (%s): %s", arm, qa.qa_id, err.reason, message)
+    return Prediction(
         arm=arm,
         qa_id=qa.qa_id,
         question=qa.question,
         answers=list(qa.answers),
-        prediction=gen.text,
-        exact_match=exact_match(gen.text, qa.answers),
-        token_f1=token_f1(gen.text, qa.answers),
-        contains=contains_answer(gen.text, qa.answers),
-        rouge_l=rouge_l(gen.text, qa.answers),
-        tokens_from_usage=bool(getattr(gen, "tokens_from_usage", True)),
-        input_tokens=gen.input_tokens,
-        output_tokens=gen.output_tokens,
-        ttft_s=gen.ttft_s,
-        tpot_s=gen.tpot_s,
-        e2e_s=gen.e2e_s,
-        request_s=gen.e2e_s,
+        prediction="",
+        exact_match=0.0,
+        token_f1=0.0,
+        contains=0.0,
+        input_tokens=0,
+        output_tokens=0,
+        ttft_s=0.0,
+        tpot_s=0.0,
+        e2e_s=0.0,
+        error=message,
+        failure_reason=err.reason,
     )
-    if retrieval is not None:
-        _add_retrieval(prediction, qa, retrieval, built, retriever.top_k)
-    return prediction
 
 
 def _add_retrieval(p: Prediction, qa: QAPair, retrieval, built, top_k: int) -> None:
@@ -147,11 +211,91 @@ def run_arm(
     warmup_requests: int = 1,
     progress: bool = True,
     context: ContextSettings | None = None,
+    max_failure_rate: float = 1.0,
+    journal=None,
 ) -> list[Prediction]:
-    """Answer every question once, after ``warmup_requests`` discarded requests."""
-    for qa in questions[:warmup_requests]:
-        answer(arm, qa, generator, retriever, context)
+    """Answer every question once, after ``warmup_requests`` discarded requests. Answers found
+    in ``journal`` (an ``evaluate.journal.AnswerJournal``) are reused; new ones are added to it.
+    Warm-up happens only if something has to be generated."""
+    reused = [_from_journal(journal, arm, qa, retriever) for qa in questions]
+    n_reused = sum(p is not None for p in reused)
+    if journal is not None:
+        logger.info(
+            "arm %s: reused %d of %d answers from the evaluation journal",
+            arm,
+            n_reused,
+            len(questions),
+        )
+    answered = False
+    if n_reused < len(questions):
+        for qa in questions[:warmup_requests]:
+            answered |= _warm_up(arm, qa, generator, retriever, context)
+    allowed = max_failure_rate * len(questions)
+    failures: Counter[str] = Counter()
     predictions = []
-    for qa in tqdm(questions, desc=f"arm {arm}", unit="q", disable=not progress):
-        predictions.append(answer(arm, qa, generator, retriever, context))
+    for qa, kept in tqdm(
+        list(zip(questions, reused, strict=True)),
+        desc=f"arm {arm}",
+        unit="q",
+        disable=not progress,
+    ):
+        if kept is not None:
+            predictions.append(kept)
+            continue
+        p = answer(arm, qa, generator, retriever, context)
+        if p.error is None:
+            answered = True
+            if journal is not None:
+                journal.record(qa, p.to_dict())
+        else:
+            if not answered and p.failure_reason in _FATAL_AT_START:
+                raise _fatal(p)
+            failures[p.failure_reason] += 1
+            if sum(failures.values()) > allowed:
+                raise TooManyFailuresError(
+                    _too_many(arm, failures, len(questions), p, max_failure_rate)
+                )
+        predictions.append(p)
     return predictions
+
+
+def _warm_up(arm, qa, generator, retriever, context) -> bool:
+    """One discarded request; True if it was answered. A fatal failure ends the run here."""
+    p = answer(arm, qa, generator, retriever, context)
+    if p.error is not None and p.failure_reason in _FATAL_AT_START:
+        raise _fatal(p)
+    return p.error is None
+
+
+def _fatal(p: Prediction) -> GenerationFailure:
+    from rag.endpoint import EndpointError
+
+    return EndpointError(p.error or "", p.failure_reason or "unreachable")
+
+
+def _too_many(arm: str, failures: Counter[str], n: int, last: Prediction, rate: float) -> str:
+    count = sum(failures.values())
+    reasons = ", ".join(f"{reason}: {k}" for reason, k in failures.most_common())
+    return (
+        f"arm {arm}: {count} of {n} questions failed ({reasons}), more than "
+        f"eval.max_failure_rate={rate} allows; its scores would be meaningless. Last error: "
+        f"{last.error}. Fix the generator or endpoint, or raise eval.max_failure_rate"
+    )
+
+
+def _from_journal(journal, arm: str, qa: QAPair, retriever: Retriever | None):
+    row = journal.lookup(qa) if journal is not None else None
+    if row is None:
+        return None
+    p = Prediction.from_dict(row)
+    p.arm, p.qa_id, p.question, p.reused = arm, qa.qa_id, qa.question, True
+    p.judge, p.judge_input_tokens, p.judge_output_tokens, p.judge_s = None, 0, 0, 0.0
+    p.semantic_similarity = None
+    score(p, qa)  # the gold answers may have been corrected since
+    if retriever is not None:
+        scores = retrieval_scores(p.retrieved_doc_ids, qa.supporting_doc_ids, retriever.top_k)
+        p.recall_at_k = _none_if_nan(scores["recall_at_k"])
+        p.hit_rate_at_k = _none_if_nan(scores["hit_rate_at_k"])
+        p.mrr = _none_if_nan(scores["mrr"])
+        p.ndcg_at_k = _none_if_nan(scores["ndcg_at_k"])
+    return p

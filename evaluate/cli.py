@@ -8,18 +8,27 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from evaluate.config import Config, ConfigError, validate
+from evaluate.redact import redact_hydra_folder, redact_override
 
 logger = logging.getLogger("ragtune")
 
 ConfigStore.instance().store(name="config_schema", node=Config)
+# conf/hydra/launcher/*.yaml give ragtune's values under the launcher plugins' own names
+# (hydra/launcher=joblib); Hydra validates them against the plugins' schemas of the same name and
+# warns that this matching is deprecated. Each file lists every key, so it composes without it.
+warnings.filterwarnings(
+    "ignore", message=r"\s*'hydra/launcher/\w+' is validated against ConfigStore schema"
+)
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
@@ -32,30 +41,61 @@ def to_config(cfg: DictConfig) -> Config:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
-def _run(cfg: DictConfig) -> None:
+def _run(cfg: DictConfig) -> float | None:
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.output_subdir:  # .hydra/ holds the command line verbatim: no secrets in it
+        redact_hydra_folder(Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir)
     try:
         config = to_config(cfg)
     except ConfigError as err:
         logger.error("config error: %s", err)
         sys.exit(2)
+    if hydra_cfg.mode != RunMode.MULTIRUN and not _within_budget(config):  # a sweep: sweep.py
+        return None  # budget.dry_run: the estimate was printed, nothing runs
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # CPU-feature probing chatter
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     resolved = OmegaConf.to_container(cfg, resolve=True)
 
     from evaluate.runner import run_experiment  # heavy imports only after validation
+    from evaluate.sweep import objective_value
 
     try:
-        run_experiment(config, resolved, output_dir)
+        results = run_experiment(config, resolved, output_dir)
     except user_errors() as err:  # bad input: one clear line, no traceback (run marked FAILED)
         logger.error("%s: %s", type(err).__name__, err)
+        sys.exit(2)
+    if not results:  # not the main process
+        return None
+    try:  # the value Hydra hands to a sweeper (Optuna maximises it)
+        return objective_value(config, results)
+    except ConfigError as err:  # a single run has its results; only a sweep needs the number
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            logger.warning("no objective: %s", err)
+            return None
+        logger.error("config error: %s", err)
+        sys.exit(2)
+
+
+def _within_budget(config: Config) -> bool:
+    """Cost estimate of this run against the budget (evaluate/budget.py); False on a dry run."""
+    from evaluate.budget import BudgetError, estimate_job, guard
+
+    overrides = " ".join(redact_override(o) for o in HydraConfig.get().overrides.task)
+    show = print if config.budget.dry_run else logger.info
+    try:
+        return guard(config, lambda: [estimate_job(config, "run", overrides)], show)
+    except BudgetError as err:
+        logger.error("budget: %s", err)
         sys.exit(2)
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Errors caused by the user's input or environment, whose message says what to do."""
     from costing.rows import CostingConfigError
+    from evaluate.arms import TooManyFailuresError
     from evaluate.tracking import TrackingUnavailable
     from finetune.data import ChatTemplateError
+    from finetune.targets import TargetModulesError
     from rag.endpoint import EndpointError
     from rag.faiss_build import IndexSpecError, IndexTrainingError
     from rag.formats import CorpusError
@@ -63,11 +103,13 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from rag.lock import CacheLockTimeout
     from rag.models import ModelNotAvailableError
     from rag.qa_sets import QAFileError
+    from rag.vllm_backend import VLLMNotInstalledError
 
     return (
         ConfigError,
         CostingConfigError,
         ChatTemplateError,
+        TargetModulesError,
         EndpointError,
         IndexSpecError,
         IndexTrainingError,
@@ -77,6 +119,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
         ModelNotAvailableError,
         QAFileError,
         TrackingUnavailable,
+        TooManyFailuresError,
+        VLLMNotInstalledError,
     )
 
 
@@ -85,4 +129,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the importable module's function, not __main__'s: parallel launchers (joblib,
+    # submitit) then pickle it by reference and their workers import evaluate.cli as the
+    # console script does (with its warning filter), instead of receiving a copy by value.
+    from evaluate.cli import main as importable_main
+
+    importable_main()

@@ -114,11 +114,23 @@ class GeneratorConfig:
     model: str = "smollm2-135m-instruct"  # alias, local folder or hub id (served name for openai)
     max_new_tokens: int = 20
     device: str = "cpu"
-    backend: str = "transformers"  # transformers (in-process) | openai (compatible HTTP endpoint)
+    backend: str = "transformers"  # transformers (in-process) | openai (HTTP endpoint) | vllm
     base_url: str | None = None  # openai backend, e.g. http://127.0.0.1:8000/v1
     api_key_env: str | None = None  # NAME of the environment variable holding the key
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 60.0  # longest wait between bytes of the stream
+    # Tokens of prompt + answer the model accepts; null: the model's own (in-process), unchecked
+    # before sending (openai). In-process models can only be narrowed by it.
+    context_window: int | None = None
+    tokenizer: str | None = None  # openai: local folder of the served model's tokenizer
+
+
+@dataclass
+class JudgeConfig(GeneratorConfig):
+    """An LLM that says whether each answer matches the gold answers (its tokens are a cost)."""
+
+    enabled: bool = False
+    max_new_tokens: int = 4  # "yes" or "no"
 
 
 @dataclass
@@ -143,6 +155,9 @@ class EvalConfig:
     semantic_similarity: bool = True  # embed answers with the retriever's embedder
     throughput_batch_size: int = 8  # batched generation measurement; 0 disables
     throughput_questions: int = 16  # how many questions the throughput measurement answers
+    max_failure_rate: float = 0.2  # share of failed questions above which an arm stops
+    reuse_answers: bool = True  # answers journaled in the cache are reused, not regenerated
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
 
 
 @dataclass
@@ -169,12 +184,35 @@ class TrackingConfig:
     uri: str = "sqlite:///mlflow.db"
     experiment_name: str = "default"
     artifact_dir: str = "mlartifacts"  # where a new MLflow experiment stores artifacts
+    tags: dict[str, str] = field(default_factory=dict)  # extra run tags: +tracking.tags.team=nlp
 
 
 @dataclass
 class ExperimentConfig:
     name: str = "default"
     description: str = ""
+
+
+@dataclass
+class BudgetConfig:
+    """Limits checked against the cost estimate before a run or sweep (evaluate/budget.py)."""
+
+    max_usd: float | None = None  # null: no limit
+    max_kg_co2: float | None = None  # operational, location-based
+    max_xpu_hours: float | None = None
+    dry_run: bool = False  # print the estimate table and exit without running
+    utilization: float = 0.4  # assumed share of peak FLOP/s and of memory bandwidth
+    model_params: int | None = None  # generator parameters; null: from the model
+    corpus_tokens: int | None = None  # document tokens; null: counted from the corpus
+
+
+@dataclass
+class ObjectiveConfig:
+    """The number a run returns to Hydra (what the Optuna sweeper optimises)."""
+
+    metric: str = "accuracy.contains"  # dotted path inside results.json arms.<arm>
+    arm: str | None = None  # null: the best arm of the run
+    cost_weight_per_usd: float = 0.0  # minus this x arms.<arm>.cost.per_1k_queries.usd
 
 
 @dataclass
@@ -190,6 +228,8 @@ class Config:
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     costing: CostingConfig = field(default_factory=CostingConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
 
 
 def _check(ok: bool, key: str, value, expected: str) -> None:
@@ -253,6 +293,7 @@ def validate(cfg: Config) -> None:
     t = cfg.tracking
     _check(t.backend in ("mlflow", "none"), "tracking.backend", t.backend, "'mlflow' or 'none'")
     _check(bool(t.experiment_name), "tracking.experiment_name", t.experiment_name, "a name")
+    _refuse_url_credentials(cfg)
     hw = cfg.hardware
     _check(hw.devices >= 1, "hardware.devices", hw.devices, ">= 1")
     for key in ("power_w", "usd_per_hour"):
@@ -281,10 +322,31 @@ def validate(cfg: Config) -> None:
         )
     else:
         _check(cfg.costing.g_per_kwh >= 0, "costing.g_per_kwh", cfg.costing.g_per_kwh, ">= 0")
-    if g.backend == "transformers":
+    if g.backend != "openai":
         _validate_model_name("generator.model", g.model)
+    if cfg.eval.judge.enabled and cfg.eval.judge.backend != "openai":
+        _validate_model_name("eval.judge.model", cfg.eval.judge.model)
     _validate_model_name("retriever.embedder.model", r.embedder.model)
     _validate_cost_report(cfg)
+    _validate_budget(cfg)
+
+
+def _validate_budget(cfg: Config) -> None:
+    b, o = cfg.budget, cfg.objective
+    for key in ("max_usd", "max_kg_co2", "max_xpu_hours", "model_params", "corpus_tokens"):
+        value = getattr(b, key)
+        _check(value is None or value >= 0, f"budget.{key}", value, "null or >= 0")
+    _check(0 < b.utilization <= 1, "budget.utilization", b.utilization, "in (0, 1]")
+    _check(bool(o.metric), "objective.metric", o.metric, "a dotted path such as accuracy.contains")
+    _check(
+        o.arm is None or o.arm in cfg.eval.arms,
+        "objective.arm",
+        o.arm,
+        f"null (the best arm) or one of eval.arms={list(cfg.eval.arms)}",
+    )
+    _check(
+        o.cost_weight_per_usd >= 0, "objective.cost_weight_per_usd", o.cost_weight_per_usd, ">= 0"
+    )
 
 
 def cost_settings(config: Config) -> CostSettings:
@@ -429,40 +491,102 @@ def _validate_eval(e: EvalConfig) -> None:
         ">= 0 (0 disables the measurement)",
     )
     _check(e.throughput_questions >= 1, "eval.throughput_questions", e.throughput_questions, ">= 1")
+    _check(0 <= e.max_failure_rate <= 1, "eval.max_failure_rate", e.max_failure_rate, "in [0, 1]")
+    if e.judge.enabled:
+        _validate_generator("eval.judge", e.judge)
 
 
-def _validate_backend(cfg: Config) -> None:
-    g = cfg.generator
+def _validate_generator(key: str, g: GeneratorConfig) -> None:
+    """A generator-like group (``generator`` or ``eval.judge``): backend, endpoint, window."""
     _check(
-        g.backend in ("transformers", "openai"),
-        "generator.backend",
+        g.backend in ("transformers", "openai", "vllm"),
+        f"{key}.backend",
         g.backend,
-        "'transformers' or 'openai'",
+        "'transformers', 'openai' or 'vllm'",
     )
+    _check(g.max_new_tokens >= 1, f"{key}.max_new_tokens", g.max_new_tokens, ">= 1")
+    window = g.context_window
+    _check(
+        window is None or window > g.max_new_tokens,
+        f"{key}.context_window",
+        window,
+        f"null or > {key}.max_new_tokens={g.max_new_tokens}",
+    )
+    if g.backend == "vllm":
+        from rag.vllm_backend import VLLM_MISSING, vllm_installed
+
+        if not vllm_installed():
+            raise ConfigError(f"{key}.backend=vllm: {VLLM_MISSING}")
     if g.backend != "openai":
         return
     _check(
         bool(g.base_url) and str(g.base_url).startswith(("http://", "https://")),
-        "generator.base_url",
+        f"{key}.base_url",
         g.base_url,
         "an http(s) URL such as http://127.0.0.1:8000/v1",
     )
     if g.api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", g.api_key_env):
         # never echo the value: it may be a pasted key
         raise ConfigError(
-            "generator.api_key_env must be the NAME of an environment variable "
+            f"{key}.api_key_env must be the NAME of an environment variable "
             "(e.g. OPENAI_API_KEY), not the key itself"
         )
-    _check(g.connect_timeout_s > 0, "generator.connect_timeout_s", g.connect_timeout_s, "> 0")
-    _check(g.read_timeout_s > 0, "generator.read_timeout_s", g.read_timeout_s, "> 0")
+    _check(g.connect_timeout_s > 0, f"{key}.connect_timeout_s", g.connect_timeout_s, "> 0")
+    _check(g.read_timeout_s > 0, f"{key}.read_timeout_s", g.read_timeout_s, "> 0")
+    _check(
+        g.tokenizer is None or Path(g.tokenizer).expanduser().is_dir(),
+        f"{key}.tokenizer",
+        g.tokenizer,
+        "null or an existing tokenizer folder (the served model's)",
+    )
+
+
+def _validate_backend(cfg: Config) -> None:
+    g = cfg.generator
+    _validate_generator("generator", g)
+    if g.backend == "transformers":
+        return
+    if g.backend == "openai":  # `model: ???` in generator/openai.yaml loses to the schema default
+        from rag.models import GENERATOR_ALIASES, TINY_ALIAS
+
+        _check(
+            g.model not in (*GENERATOR_ALIASES, TINY_ALIAS),
+            "generator.model",
+            g.model,
+            "the served model's name with generator=openai (a local alias is not served), "
+            "e.g. generator.model=Qwen/Qwen2.5-0.5B-Instruct",
+        )
     tuned = sorted(FINETUNE_ARMS & set(cfg.eval.arms))
     _check(
         not tuned,
         "eval.arms",
         cfg.eval.arms,
-        "only closed_book and rag with generator.backend=openai (the fine-tuned arms train and "
-        f"serve the adapter in-process); drop {tuned}",
+        f"only closed_book and rag with generator.backend={g.backend} (the fine-tuned arms "
+        f"train and serve the adapter with transformers in-process); drop {tuned}",
     )
+
+
+def _refuse_url_credentials(cfg: Config) -> None:
+    """Keys come from environment variables only: a URL with a password would be recorded."""
+    from urllib.parse import urlsplit
+
+    fixes = {
+        "generator.base_url": "put the key in an environment variable and name it in "
+        "generator.api_key_env",
+        "tracking.uri": "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD instead",
+    }
+    for key, url in (
+        ("generator.base_url", cfg.generator.base_url),
+        ("tracking.uri", cfg.tracking.uri),
+    ):
+        try:
+            password = urlsplit(str(url or "")).password
+        except ValueError:
+            password = None
+        if password:  # never echo the value: it holds the secret
+            raise ConfigError(
+                f"{key} must not contain a password (user:password@host); {fixes[key]}"
+            )
 
 
 def _validate_finetune(f: FinetuneConfig) -> None:

@@ -139,7 +139,9 @@ def load_corpus_stage(config: Config, generate=None) -> CorpusStage:
         train += _paraphrases(config, corpus if q.source == "builtin" else None, train, generate)
         details["paraphrases"] = f.paraphrases
     if not questions:
-        raise ValueError(
+        from rag.qa_sets import QAFileError  # a user error: the CLI prints it on one line
+
+        raise QAFileError(
             f"the corpus {name!r} yielded no held-out question: check qa.source, "
             "qa.eval_fraction and the question file"
         )

@@ -35,6 +35,40 @@ def count_parameters(model_path: str | None) -> int | None:
     return total
 
 
+def evaluation_costs(
+    config: Config, predictions: dict[str, list[Prediction]]
+) -> dict[str, dict[str, Any]]:
+    """The LLM judge's work per arm, priced as device time on the measuring hardware: an
+    evaluation cost, separate from what serving the arm costs. {} when no judge ran."""
+    from costing.catalog import (
+        find_hardware,
+        find_region,
+        load_grid_intensity,
+        load_hardware_catalog,
+    )
+    from costing.estimate import cost_stage
+    from evaluate.judge import judge_usage
+
+    settings = cost_settings(config)
+    lines: dict[str, dict[str, Any]] = {}
+    for arm, preds in predictions.items():
+        usage = judge_usage(preds)
+        if usage is None:
+            continue
+        hardware = find_hardware(load_hardware_catalog(), settings.hardware)
+        g_per_kwh = settings.g_per_kwh
+        if g_per_kwh is None:
+            g_per_kwh = find_region(load_grid_intensity(), settings.region).g_per_kwh
+        lines[arm] = {
+            "judge_requests": int(usage["requests"]),
+            "judge_input_tokens": int(usage["input_tokens"]),
+            "judge_output_tokens": int(usage["output_tokens"]),
+            "judge_wall_s": usage["wall_s"],
+            "cost": cost_stage(usage["wall_s"], settings, hardware, g_per_kwh).to_dict(),
+        }
+    return lines
+
+
 def arm_measurement(arm: str, preds: list[Prediction], stages: dict[str, Any]) -> ArmMeasurement:
     one_time: dict[str, float] = {}
     if arm in RAG_ARMS:
@@ -90,4 +124,8 @@ def cost_report(
         bytes_per_param=4.0,
     )  # every generator here runs in float32
     arms = [arm_measurement(arm, preds, stages) for arm, preds in predictions.items()]
-    return build_cost_report(arms, model, cost_settings(config), config.costing)
+    report = build_cost_report(arms, model, cost_settings(config), config.costing)
+    evaluation = evaluation_costs(config, predictions)
+    if evaluation:
+        report["evaluation"] = evaluation
+    return report

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import gc
 import logging
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from evaluate.arms import ContextSettings, Prediction, messages_for, run_arm
-from evaluate.config import FINETUNE_ARMS, RAG_ARMS, Config
+from evaluate.config import FINETUNE_ARMS, RAG_ARMS, Config, GeneratorConfig
+from evaluate.journal import AnswerJournal, journal_path
 from evaluate.metrics import semantic_similarity
 from rag.retriever import Retriever
 from rag.types import QAPair
@@ -17,11 +20,20 @@ logger = logging.getLogger(__name__)
 
 
 def base_generator(config: Config, model_path: str | None):
-    """The untuned model: in-process transformers, or an OpenAI-compatible endpoint."""
-    g = config.generator
+    """The untuned model: in-process transformers or vLLM, or an OpenAI-compatible endpoint."""
+    return make_generator(config.generator, model_path)
+
+
+def make_generator(g: GeneratorConfig, model_path: str | None):
+    """A generator from a ``generator``-like config group (also used for ``eval.judge``)."""
     if g.backend == "openai":
         from rag.endpoint import EndpointGenerator
 
+        tokenizer = None
+        if g.tokenizer:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(str(Path(g.tokenizer).expanduser()))
         return EndpointGenerator(
             g.base_url,
             model=g.model,
@@ -30,10 +42,16 @@ def base_generator(config: Config, model_path: str | None):
             connect_timeout_s=g.connect_timeout_s,
             read_timeout_s=g.read_timeout_s,
             name=g.model,
+            tokenizer=tokenizer,
+            context_window=g.context_window,
         )
+    if g.backend == "vllm":
+        from rag.vllm_backend import VLLMGenerator
+
+        return VLLMGenerator(model_path, g.max_new_tokens, g.model, g.context_window)
     from rag.generation import ChatGenerator
 
-    return ChatGenerator.load(model_path, g.max_new_tokens, g.device)
+    return ChatGenerator.load(model_path, g.max_new_tokens, g.device, g.context_window)
 
 
 def text_generator(config: Config, model_path: str | None, max_new_tokens: int = 256):
@@ -62,7 +80,9 @@ def tuned_generator(config: Config, model_path: str, adapter_dir: str):
     g = config.generator
     model = load_merged_model(model_path, adapter_dir, merge=config.finetune.merge).to(g.device)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    return ChatGenerator(model, tokenizer, g.max_new_tokens, name="finetuned")
+    return ChatGenerator(
+        model, tokenizer, g.max_new_tokens, name="finetuned", context_window=g.context_window
+    )
 
 
 def context_settings(config: Config) -> ContextSettings:
@@ -90,6 +110,13 @@ def measure_throughput_for(
         )[0]
         for qa in subset
     ]
+    window = generator.context_window or float("inf")
+    # prompts over the context window are failed questions, not throughput samples
+    messages = [
+        m for m in messages if generator.prompt_tokens(m) + generator.max_new_tokens <= window
+    ]
+    if not messages:
+        return None
     result = measure_throughput(generator, messages, e.throughput_batch_size, progress=False)
     logger.info(
         "arm %-12s batched throughput %.1f tokens/s (batch %d)",
@@ -121,7 +148,7 @@ def run_all_arms(
     for group, make in groups:
         if not group:
             continue
-        generator = make()
+        generator = _LazyGenerator(make)  # not loaded when every answer is in the journal
         try:
             for arm in group:
                 arm_retriever = retriever if arm in RAG_ARMS else None
@@ -133,16 +160,97 @@ def run_all_arms(
                     config.eval.warmup_requests,
                     config.eval.progress,
                     context_settings(config),
+                    config.eval.max_failure_rate,
+                    answer_journal(config, arm, arm_retriever, model_path, adapter_dir),
                 )
-                throughput[arm] = measure_throughput_for(
-                    arm, generator, questions, arm_retriever, config
+                throughput[arm] = (
+                    measure_throughput_for(arm, generator.get(), questions, arm_retriever, config)
+                    if config.eval.throughput_batch_size
+                    else None
                 )
         finally:
-            if hasattr(generator, "close"):
-                generator.close()
+            generator.close()
             del generator
             gc.collect()
     return {arm: predictions[arm] for arm in arms}, throughput
+
+
+class _LazyGenerator:
+    """Builds the generator on first use, so a fully journaled arm loads no model."""
+
+    def __init__(self, make):
+        self._make, self._generator = make, None
+
+    def get(self):
+        if self._generator is None:
+            self._generator = self._make()
+        return self._generator
+
+    def __getattr__(self, name: str):  # generate, prompt_tokens, tokenizer, max_new_tokens ...
+        return getattr(self.get(), name)
+
+    def close(self) -> None:
+        if self._generator is not None and hasattr(self._generator, "close"):
+            self._generator.close()
+        self._generator = None
+
+
+def answer_identity(
+    config: Config,
+    arm: str,
+    retriever: Retriever | None,
+    model_path: str | None,
+    adapter_dir: str | None,
+) -> dict[str, Any]:
+    """Everything that determines an arm's answer to a question, except the question."""
+    from rag.cache import model_fingerprint
+
+    g = config.generator
+    if g.backend == "openai":
+        model = {"endpoint": g.base_url, "served_model": g.model}
+    else:
+        model = {"fingerprint": model_fingerprint(model_path), "device": g.device}
+    if arm in FINETUNE_ARMS:  # the adapter folder is named by the hash of its inputs
+        model["adapter"] = Path(adapter_dir).name if adapter_dir else None
+        model["merged"] = config.finetune.merge
+    identity: dict[str, Any] = {
+        "arm": arm,
+        "backend": g.backend,
+        "model": model,
+        "decoding": {"greedy": True, "max_new_tokens": g.max_new_tokens},
+        "context_window": g.context_window,
+        "prompt": _prompt_fingerprint(),
+    }
+    if retriever is not None:
+        info = retriever.stage_info()
+        identity["retriever"] = {
+            k: v
+            for k, v in info.items()
+            if not k.endswith("_s") and "reused" not in k and k != "path"
+        }
+        identity["context"] = asdict(context_settings(config))
+    return identity
+
+
+def _prompt_fingerprint() -> str:
+    """The prompt wording and context layout: the source of the modules that write prompts."""
+    import rag.context
+    import rag.prompts
+    from rag.cache import content_key
+
+    return content_key(*(Path(m.__file__).read_text() for m in (rag.prompts, rag.context)))
+
+
+def answer_journal(
+    config: Config,
+    arm: str,
+    retriever: Retriever | None,
+    model_path: str | None,
+    adapter_dir: str | None,
+) -> AnswerJournal:
+    identity = answer_identity(config, arm, retriever, model_path, adapter_dir)
+    path = journal_path(Path(config.paths.cache_dir).expanduser(), identity)
+    return AnswerJournal(path, read=config.eval.reuse_answers)
 
 
 def add_semantic_similarity(predictions: dict[str, list[Prediction]], embedder) -> None:
@@ -154,4 +262,6 @@ def add_semantic_similarity(predictions: dict[str, list[Prediction]], embedder) 
     for p in rows:
         end = start + 1 + len(p.answers)
         p.semantic_similarity = semantic_similarity(vectors[start], vectors[start + 1 : end])
+        if p.error is not None:  # a failed question scores 0 on every metric
+            p.semantic_similarity = 0.0
         start = end

@@ -61,6 +61,7 @@ COLUMNS = [
     ("kg CO2e / 1k queries", "cost/{arm}/co2_kg_per_1k_queries"),
     ("one-time USD", "cost/{arm}/one_time_usd"),
     ("QoE score", "qoe/{arm}/qoe_score"),
+    ("failed questions", "{arm}/failures"),
 ]
 
 

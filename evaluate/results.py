@@ -30,7 +30,14 @@ def per_question_scores(predictions: list[Prediction]) -> dict[str, list[float]]
         name: [float(getattr(p, name)) for p in predictions]
         for name in ("exact_match", "token_f1", "contains", "rouge_l")
     }
-    for name in ("semantic_similarity", "recall_at_k", "hit_rate_at_k", "mrr", "ndcg_at_k"):
+    for name in (
+        "semantic_similarity",
+        "judge",
+        "recall_at_k",
+        "hit_rate_at_k",
+        "mrr",
+        "ndcg_at_k",
+    ):
         # retrieval metrics are undefined for questions without supporting documents
         values = [float(v) for v in (getattr(p, name) for p in predictions) if v is not None]
         if values:
@@ -86,8 +93,27 @@ def comparisons(
     }
 
 
+def evaluation_summary(predictions: list[Prediction]) -> dict[str, Any]:
+    """Failed questions (count and {reason: count}), journal reuse and the judge's usage."""
+    from collections import Counter
+
+    from evaluate.judge import judge_usage
+
+    reasons = Counter(p.failure_reason or "unknown" for p in predictions if p.error is not None)
+    return {
+        "failures": sum(reasons.values()),
+        "failure_reasons": dict(reasons.most_common()),
+        "reused_answers": sum(p.reused for p in predictions),
+        "judge": judge_usage(predictions),
+    }
+
+
 def latency_table(predictions: list[Prediction]) -> dict[str, float]:
+    """Latency percentiles over the answered questions (failed ones have no timings)."""
+    predictions = [p for p in predictions if p.error is None]
     table: dict[str, float] = {}
+    if not predictions:
+        return table
     table.update(latency_summary([p.ttft_s for p in predictions], "ttft"))
     table.update(latency_summary([p.tpot_s for p in predictions if p.output_tokens > 1], "tpot"))
     table.update(latency_summary([p.e2e_s for p in predictions], "e2e"))
@@ -190,6 +216,14 @@ def arm_metrics(results: dict[str, Any]) -> dict[str, float]:
     for arm, figures in results["arms"].items():
         for key, value in figures["accuracy"].items():
             metrics[f"{arm}/{key}"] = value
+        if "failures" in figures:
+            metrics[f"{arm}/failures"] = float(figures["failures"])
+            metrics[f"{arm}/reused_answers"] = float(figures["reused_answers"])
+        for key, value in (figures.get("judge") or {}).items():
+            metrics[f"judge/{arm}/{key}"] = value
+        judge_cost = ((results.get("costing") or {}).get("evaluation") or {}).get(arm)
+        if judge_cost:
+            metrics[f"cost/{arm}/judge_usd"] = judge_cost["cost"]["usd"]
         for key, interval in figures.get("accuracy_ci", {}).items():
             metrics[f"{arm}/{key}_ci95_low"] = interval["ci95_low"]
             metrics[f"{arm}/{key}_ci95_high"] = interval["ci95_high"]

@@ -14,9 +14,10 @@ import yaml
 
 from costing.estimate import compare_break_even, cost_arm
 from evaluate.arms import Prediction
-from evaluate.config import FINETUNE_ARMS, RAG_ARMS, Config, cost_settings
+from evaluate.config import FINETUNE_ARMS, RAG_ARMS, Config, ConfigError, cost_settings
 from evaluate.costs import cost_report
 from evaluate.execution import add_semantic_similarity, run_all_arms
+from evaluate.redact import redact
 from evaluate.results import (
     LATENCY_CONVENTION,
     RESULTS_SCHEMA_VERSION,
@@ -24,6 +25,7 @@ from evaluate.results import (
     accuracy_summary,
     comparisons,
     environment,
+    evaluation_summary,
     latency_table,
     mirror_to_tracker,
     token_summary,
@@ -88,7 +90,7 @@ class Experiment:
         )
 
     def prepare_model(self) -> None:
-        from rag.models import resolve_generator
+        from rag.models import resolve_generator, verify_model
 
         started = time.perf_counter()
         if self.config.generator.backend == "openai":
@@ -100,6 +102,7 @@ class Experiment:
             }
             return
         self.model_path = resolve_generator(self.config.generator.model, self.cache_dir)
+        verify_model(self.model_path, "generator.model")  # a clear error, not a loader traceback
         self.stages["model"] = {
             "name": self.config.generator.model,
             "path": self.model_path,
@@ -203,13 +206,20 @@ class Experiment:
             )
         if e.semantic_similarity:
             add_semantic_similarity(predictions, self.embedder())
+        if e.judge.enabled:
+            from evaluate.judge import run_judge
+
+            run_judge(self.config, predictions)
         for arm, preds in predictions.items():
             summary = accuracy_summary(preds)
+            failed = sum(p.error is not None for p in preds)
             logger.info(
-                "arm %-12s exact match %.3f  contains %.3f",
+                "arm %-12s exact match %.3f  contains %.3f  failed %d of %d",
                 arm,
                 summary["exact_match"],
                 summary["contains"],
+                failed,
+                len(preds),
             )
         return predictions
 
@@ -248,6 +258,7 @@ class Experiment:
                 "tokens": token_summary(preds),
                 "throughput": self.throughput.get(arm),
                 "cost": costs[arm].to_dict(),
+                **evaluation_summary(preds),  # failures, failure_reasons, reused, judge usage
             }
             for arm, preds in predictions.items()
         }
@@ -255,7 +266,9 @@ class Experiment:
 
 def run_experiment(config: Config, resolved: dict[str, Any], output_dir: Path) -> dict[str, Any]:
     """Run every stage and arm; write results.json; mirror to the tracker. Returns the results."""
-    output_dir.mkdir(parents=True, exist_ok=True)
+    writable_folder(output_dir, "hydra.run.dir")  # a clear error, not a traceback, before work
+    writable_folder(Path(config.paths.cache_dir).expanduser(), "paths.cache_dir")
+    resolved = redact(resolved)  # secrets never reach resolved_config.yaml, results.json, MLflow
     config_path = output_dir / "resolved_config.yaml"
     atomic_write_text(config_path, yaml.safe_dump(resolved, sort_keys=False))
     from finetune.lora import is_main_process
@@ -288,6 +301,21 @@ def run_experiment(config: Config, resolved: dict[str, Any], output_dir: Path) -
     return results
 
 
+def writable_folder(path: Path, key: str) -> None:
+    """Create ``path`` and write a scratch file in it, or raise a ConfigError naming ``key``."""
+    import tempfile
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise ConfigError(
+            f"{key}={str(path)!r} is not a writable folder ({err.strerror or err}); choose "
+            "another folder or fix its permissions"
+        ) from None
+
+
 def start_tracker(tracker, config: Config, output_dir: Path) -> None:
     tracker.start(
         run_name=f"{config.experiment.name}-{output_dir.name}",
@@ -297,6 +325,7 @@ def start_tracker(tracker, config: Config, output_dir: Path) -> None:
             "generator": config.generator.model,
             "hardware": config.hardware.name,
             "output_dir": str(output_dir.resolve()),
+            **config.tracking.tags,
         },
     )
 

@@ -14,10 +14,46 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from evaluate.redact import redact_text, redact_value
+
 logger = logging.getLogger(__name__)
 
 MAX_PARAM_CHARS = 500  # longer values live in the resolved-config artifact instead
 PARENT_RUN_ENV = "RAGTUNE_PARENT_RUN_ID"  # set by the sweep callback for every job
+# sqlite allows one writer at a time; MLflow waits 20 s for the lock (PRAGMA busy_timeout = 20000
+# in mlflow/store/db/utils.py), then raises "database is locked". Retrying with doubling waits
+# (0.5 s .. 8 s, about 23 s more) rides out bursts of parallel jobs writing together.
+LOCKED_ATTEMPTS = 6
+LOCKED_FIRST_WAIT_S = 0.5
+LOCKED_MAX_WAIT_S = 8.0
+# Creating a new sqlite store runs MLflow's schema migrations, which fail when two processes run
+# them at once ("table experiments already exists"); they are serialised by a lock file.
+STORE_INIT_LOCK_TIMEOUT_S = 600.0
+
+
+def is_locked_error(err: BaseException) -> bool:
+    return "database is locked" in str(err).lower()
+
+
+def retry_when_locked(call, *args, **kwargs):
+    """``call(*args, **kwargs)``, retried with backoff while sqlite says the database is locked."""
+    import time
+
+    wait_s = LOCKED_FIRST_WAIT_S
+    for attempt in range(1, LOCKED_ATTEMPTS + 1):
+        try:
+            return call(*args, **kwargs)
+        except Exception as err:
+            if attempt == LOCKED_ATTEMPTS or not is_locked_error(err):
+                raise
+            logger.warning(
+                "tracking store locked (attempt %d/%d); retrying in %.1f s",
+                attempt,
+                LOCKED_ATTEMPTS,
+                wait_s,
+            )
+            time.sleep(wait_s)
+            wait_s = min(wait_s * 2, LOCKED_MAX_WAIT_S)
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -65,6 +101,20 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
         ) from err
 
 
+def open_client(uri: str):
+    """An MlflowClient; a sqlite store is opened (and on first use migrated) under a lock file
+    beside it, one process at a time."""
+    from mlflow.tracking import MlflowClient
+
+    if not uri.startswith("sqlite:///"):
+        return MlflowClient(tracking_uri=uri)
+    from rag.lock import file_lock
+
+    db = Path(uri.removeprefix("sqlite:///")).expanduser()
+    with file_lock(db.with_name(f"{db.name}.init.lock"), STORE_INIT_LOCK_TIMEOUT_S, "store"):
+        return retry_when_locked(MlflowClient, tracking_uri=uri)
+
+
 class NullTracker:
     """tracking.backend=none: results.json only."""
 
@@ -96,27 +146,38 @@ class MlflowTracker:
     """One MLflow run in the experiment ``experiment_name`` of the store at ``uri``."""
 
     def __init__(self, uri: str, experiment_name: str, artifact_dir: str = "mlartifacts"):
-        from mlflow.tracking import MlflowClient
-
-        self.client = MlflowClient(tracking_uri=uri)
+        self.client = open_client(uri)
         self.uri = uri
         self.experiment_name = experiment_name
         self.artifact_dir = Path(artifact_dir).expanduser().resolve()
         self.run_id: str | None = None
 
     def _experiment_id(self) -> str:
-        experiment = self.client.get_experiment_by_name(self.experiment_name)
+        from mlflow.exceptions import MlflowException
+
+        experiment = retry_when_locked(self.client.get_experiment_by_name, self.experiment_name)
         if experiment is not None:
             return experiment.experiment_id
         location = (self.artifact_dir / self.experiment_name).as_uri()
-        return self.client.create_experiment(self.experiment_name, artifact_location=location)
+        try:
+            return retry_when_locked(
+                self.client.create_experiment, self.experiment_name, artifact_location=location
+            )
+        except MlflowException:  # a parallel job created it first
+            experiment = self.client.get_experiment_by_name(self.experiment_name)
+            if experiment is None:
+                raise
+            return experiment.experiment_id
 
     def start(self, run_name: str, tags: dict[str, str]) -> None:
         check_reachable(self.uri)
         parent = os.environ.get(PARENT_RUN_ENV)
         if parent:  # a job of a sweep: a child of the sweep's parent run
             tags = {**tags, "mlflow.parentRunId": parent}
-        run = self.client.create_run(self._experiment_id(), run_name=run_name, tags=tags)
+        tags = {k: str(redact_value(k, v)) for k, v in tags.items()}
+        run = retry_when_locked(
+            self.client.create_run, self._experiment_id(), run_name=run_name, tags=tags
+        )
         self.run_id = run.info.run_id
         logger.info(
             "MLflow run %s in experiment '%s' (%s)", self.run_id, self.experiment_name, self.uri
@@ -125,9 +186,10 @@ class MlflowTracker:
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
+        params = {k: redact_value(k, v) for k, v in params.items()}
         items = [Param(k, str(v)) for k, v in params.items() if len(str(v)) <= MAX_PARAM_CHARS]
         for start in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
-            self.client.log_batch(self.run_id, params=items[start : start + 100])
+            retry_when_locked(self.client.log_batch, self.run_id, params=items[start : start + 100])
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         import time
@@ -141,7 +203,9 @@ class MlflowTracker:
             if isinstance(v, int | float) and math.isfinite(v)
         ]
         for start in range(0, len(items), 1000):
-            self.client.log_batch(self.run_id, metrics=items[start : start + 1000])
+            retry_when_locked(
+                self.client.log_batch, self.run_id, metrics=items[start : start + 1000]
+            )
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         if path.is_dir():
@@ -157,16 +221,17 @@ class MlflowTracker:
     def set_tags(self, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
 
-        items = [RunTag(k, str(v)[:5000]) for k, v in tags.items()]
+        items = [RunTag(k, str(redact_value(k, v))[:5000]) for k, v in tags.items()]
         for start in range(0, len(items), 100):
-            self.client.log_batch(self.run_id, tags=items[start : start + 100])
+            retry_when_locked(self.client.log_batch, self.run_id, tags=items[start : start + 100])
 
     def finish(self, ok: bool, error: str | None = None) -> None:
         if self.run_id is None:
             return
         if error:
-            self.client.set_tag(self.run_id, "error", error[:5000])
-        self.client.set_terminated(self.run_id, status="FINISHED" if ok else "FAILED")
+            retry_when_locked(self.client.set_tag, self.run_id, "error", redact_text(error)[:5000])
+        status = "FINISHED" if ok else "FAILED"
+        retry_when_locked(self.client.set_terminated, self.run_id, status=status)
 
 
 def start_parent_run(

@@ -208,12 +208,32 @@ def train_lora(
         )
     key = adapter_cache_key(model_fingerprint(model_path), examples_fingerprint(examples), settings)
     adapters = Path(cache_root) / "adapters"
-    final_dir, work_dir = adapters / key, adapters / f".work-{key}"
+    final_dir = adapters / key
     if final_dir.exists():
-        if work_dir.exists() and is_main_process():  # left by a run stopped after publishing
-            shutil.rmtree(work_dir, ignore_errors=True)
-        logger.info("reusing cached adapter %s", key)
-        return load_result(final_dir)
+        return _reuse(final_dir, key)
+    # Parallel jobs wanting the same adapter: one trains, the others wait and reuse it (they
+    # would otherwise share one work folder). Not under accelerate: its ranks train together.
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return _train(model_path, examples, settings, key, final_dir, progress)
+    from rag.lock import file_lock
+    from rag.store import DEFAULT_LOCK_TIMEOUT_S
+
+    with file_lock(adapters / f"{key}.lock", DEFAULT_LOCK_TIMEOUT_S, "adapter"):
+        if final_dir.exists():
+            return _reuse(final_dir, key)
+        return _train(model_path, examples, settings, key, final_dir, progress)
+
+
+def _reuse(final_dir: Path, key: str) -> TrainResult:
+    work_dir = final_dir.with_name(f".work-{key}")
+    if work_dir.exists() and is_main_process():  # left by a run stopped after publishing
+        shutil.rmtree(work_dir, ignore_errors=True)
+    logger.info("reusing cached adapter %s", key)
+    return load_result(final_dir)
+
+
+def _train(model_path, examples, settings, key: str, final_dir: Path, progress) -> TrainResult:
+    work_dir = final_dir.with_name(f".work-{key}")
     from finetune.preflight import check_max_length, check_quantization
 
     check_quantization(settings.quantization)

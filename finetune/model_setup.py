@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM
 from transformers.pytorch_utils import Conv1D
 
 from finetune.lora import LoraSettings
-from finetune.targets import ALL_LINEAR, resolve_target_modules
+from finetune.targets import ALL_LINEAR, TargetModulesError, resolve_target_modules
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def check_target_modules(model: torch.nn.Module, targets: list[str]) -> None:
         leaves = sorted(
             {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, layers)}
         )
-        raise ValueError(
+        raise TargetModulesError(
             f"finetune.target_modules {missing} not found in the model; "
             f"available layer names include: {', '.join(leaves[:12])} "
             "(or use a preset such as all-linear)"

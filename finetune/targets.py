@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+
+class TargetModulesError(ValueError):
+    """finetune.target_modules names layers the model does not have."""
+
+
 ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
 LLAMA_MLP = ["gate_proj", "up_proj", "down_proj"]
 # peft's shorthand: every nn.Linear (and Conv1D) of the model except the output head.

@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from rag.cache import model_fingerprint
-from rag.models import HASHING_EMBEDDER, resolve_embedder
+from rag.models import HASHING_EMBEDDER, resolve_embedder, verify_model
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ class SentenceTransformerEmbedder:
         from sentence_transformers import SentenceTransformer
 
         self.path = resolve_embedder(model)
+        verify_model(self.path, "retriever.embedder.model", need_weights=False)
         self.model = SentenceTransformer(self.path, device=device)
         self.batch_size = batch_size
         self.dimension = int(self.model.get_embedding_dimension())

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from rag.cache import content_key
 from rag.embedder import Embedder
+from rag.pause import pause_point
 from rag.store import DEFAULT_LOCK_TIMEOUT_S, CorruptEntryError, file_sha256, get_or_build
 from rag.vectors import NpyWriter, npy_shape
 
@@ -67,6 +68,7 @@ def embed_in_batches(
                 f"{len(batch)} texts, expected ({len(batch)}, {embedder.dimension})"
             )
         writer.write(vectors)
+        pause_point("embed")  # test hook (rag/pause.py); a no-op in real runs
 
 
 def store_embeddings(

@@ -15,6 +15,13 @@ NAME is configured; it never appears in config, logs or error messages. The HTTP
 kept alive between requests, as a serving client would, so TTFT after the warm-up request does
 not include TCP and TLS set-up. Requests are never retried after a response has started: a
 measurement is either whole or an ``EndpointError``.
+
+Failures of one request (HTTP error, timeout, malformed stream, a prompt over the context
+window) are ``EndpointError``s with a ``reason``; the evaluation counts them as failed questions.
+A server that cannot be reached at all (``reason="unreachable"``) or a missing API key ends the
+run instead. The context window is checked before sending when a local ``tokenizer`` (the served
+model's) and ``context_window`` are given; otherwise a server's "maximum context length" refusal
+(HTTP 400, as vLLM and OpenAI word it) is classified as ``context_overflow``.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from rag.generation import Generation
+from rag.generation import Generation, GenerationFailure, check_context
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +45,18 @@ _BODY_PREVIEW_CHARS = 200
 # Errors of a kept-alive connection the server closed while idle: safe to retry once on a new
 # connection, because the request never reached a live server.
 _STALE_CONNECTION = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+# How servers word a prompt over the context window (vLLM: "This model's maximum context length
+# is N tokens", OpenAI: "context_length_exceeded", TGI: "must have less than N tokens").
+_CONTEXT_REFUSAL = re.compile(r"context.length|maximum context|less than \d+ tokens", re.I)
 
 
-class EndpointError(RuntimeError):
-    """The endpoint could not be reached or answered with something other than a valid stream."""
+class EndpointError(GenerationFailure):
+    """The endpoint could not be reached or answered with something other than a valid stream.
+    ``reason``: unreachable | http_error | timeout | malformed_response | server_error |
+    context_overflow | configuration."""
+
+    def __init__(self, message: str, reason: str = "malformed_response"):
+        super().__init__(message, reason)
 
 
 @dataclass
@@ -65,6 +80,7 @@ class EndpointGenerator:
         read_timeout_s: float = 60.0,
         tokenizer=None,
         name: str = "",
+        context_window: int | None = None,
     ):
         parts = urlsplit(base_url.rstrip("/"))
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -78,6 +94,7 @@ class EndpointGenerator:
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
         self.tokenizer = tokenizer
+        self.context_window = context_window
         self.name = name or f"{model}@{self.url}"
         self._api_key = _read_api_key(api_key_env)
         self._conn: http.client.HTTPConnection | None = None
@@ -104,6 +121,10 @@ class EndpointGenerator:
         self.close()
 
     def generate(self, messages: list[dict[str, str]]) -> EndpointGeneration:
+        if self.context_window is not None:
+            check_context(
+                self.prompt_tokens(messages), self.max_new_tokens, self.context_window, self.name
+            )
         started = time.perf_counter()
         body = json.dumps(
             {
@@ -119,9 +140,11 @@ class EndpointGenerator:
             response = self._send(body)
             if response.status >= 400:
                 preview = response.read(4 * _BODY_PREVIEW_CHARS).decode("utf-8", "replace")
+                refused = response.status == 400 and _CONTEXT_REFUSAL.search(preview)
                 raise EndpointError(
                     f"{self.url} returned HTTP {response.status} {response.reason}: "
-                    f"{preview[:_BODY_PREVIEW_CHARS]}"
+                    f"{preview[:_BODY_PREVIEW_CHARS]}",
+                    "context_overflow" if refused else "http_error",
                 )
             stream = _read_stream(response, self.url)
             response.read()  # drain the end of the body so the connection can be reused
@@ -132,11 +155,12 @@ class EndpointGenerator:
             self.close()
             raise EndpointError(
                 f"{self.url}: timed out (connect {self.connect_timeout_s} s, "
-                f"read {self.read_timeout_s} s)"
+                f"read {self.read_timeout_s} s)",
+                "timeout",
             ) from None
         except (OSError, http.client.HTTPException) as exc:
             self.close()
-            raise EndpointError(f"cannot reach {self.url}: {exc}") from None
+            raise EndpointError(f"cannot reach {self.url}: {exc}", "unreachable") from None
         return stream.to_generation(started)
 
     def _send(self, body: bytes) -> http.client.HTTPResponse:
@@ -182,7 +206,8 @@ def _read_api_key(api_key_env: str | None) -> str | None:
     if not key:
         raise EndpointError(
             f"generator.api_key_env={api_key_env}: that environment variable is not set "
-            "(set it, or set api_key_env to null for a server without authentication)"
+            "(set it, or set api_key_env to null for a server without authentication)",
+            "configuration",
         )
     return key
 
@@ -258,7 +283,9 @@ def _read_stream(response, url: str) -> _Stream:
         if not isinstance(chunk, dict):
             raise EndpointError(f"{url} sent a non-object chunk: {data[:_BODY_PREVIEW_CHARS]!r}")
         if "error" in chunk:
-            raise EndpointError(f"{url} reported an error: {data[:_BODY_PREVIEW_CHARS]}")
+            raise EndpointError(
+                f"{url} reported an error: {data[:_BODY_PREVIEW_CHARS]}", "server_error"
+            )
         for choice in chunk.get("choices") or []:
             content = (choice.get("delta") or {}).get("content")
             if content:

@@ -18,6 +18,33 @@ from transformers.generation.streamers import BaseStreamer
 logger = logging.getLogger(__name__)
 
 
+class GenerationFailure(RuntimeError):
+    """One request failed in a way that concerns that request only: its question is counted as a
+    failed question (scored 0, reported by ``reason``) instead of ending the run."""
+
+    def __init__(self, message: str, reason: str = "generation_error"):
+        super().__init__(message)
+        self.reason = reason
+
+
+class ContextOverflowError(GenerationFailure):
+    """The prompt plus the answer budget does not fit the model's context window."""
+
+    def __init__(self, message: str):
+        super().__init__(message, reason="context_overflow")
+
+
+def check_context(prompt_tokens: int, max_new_tokens: int, window: int | None, name: str) -> None:
+    """Raise ``ContextOverflowError`` if ``prompt_tokens + max_new_tokens`` exceeds ``window``
+    (checked before generating: a truncated or refused prompt would be a meaningless answer)."""
+    if window is None or prompt_tokens < 0 or prompt_tokens + max_new_tokens <= window:
+        return
+    raise ContextOverflowError(
+        f"prompt of {prompt_tokens} tokens + max_new_tokens {max_new_tokens} exceeds the "
+        f"context window of {window} tokens of {name or 'the model'}"
+    )
+
+
 @dataclass
 class Generation:
     text: str
@@ -53,23 +80,40 @@ class _TokenClock(BaseStreamer):
 class ChatGenerator:
     """A causal LM and its tokenizer answering chat messages one request at a time."""
 
-    def __init__(self, model, tokenizer, max_new_tokens: int = 24, name: str = ""):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        max_new_tokens: int = 24,
+        name: str = "",
+        context_window: int | None = None,
+    ):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
         self.name = name
+        # The model's trained positions; a configured window can only narrow it.
+        positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+        windows = [w for w in (positions, context_window) if w]
+        self.context_window: int | None = min(windows) if windows else None
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"  # batched generation needs left padding
 
     @classmethod
-    def load(cls, model_path: str, max_new_tokens: int = 24, device: str = "cpu") -> ChatGenerator:
+    def load(
+        cls,
+        model_path: str,
+        max_new_tokens: int = 24,
+        device: str = "cpu",
+        context_window: int | None = None,
+    ) -> ChatGenerator:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(device)
-        return cls(model, tokenizer, max_new_tokens, name=model_path)
+        return cls(model, tokenizer, max_new_tokens, name=model_path, context_window=context_window)
 
     def prompt_tokens(self, messages: list[dict[str, str]]) -> int:
         return len(self._encode(messages)["input_ids"][0])
@@ -84,6 +128,9 @@ class ChatGenerator:
 
         started = time.perf_counter()
         inputs = self._encode(messages).to(self.model.device)
+        check_context(
+            int(inputs["input_ids"].shape[1]), self.max_new_tokens, self.context_window, self.name
+        )
         clock = _TokenClock()
         with torch.inference_mode():
             output = self.model.generate(

@@ -35,6 +35,7 @@ from rag.formats import (
     read_table,
     rows_from_table,
 )
+from rag.pause import pause_point
 from rag.types import Chunk, Document
 
 logger = logging.getLogger(__name__)
@@ -306,6 +307,7 @@ def load_user_corpus(
         report.empty_rows += empty
         for item in extracted:
             collector.add(item, fmt, relative, str(file))
+        pause_point("ingest")  # test hook (rag/pause.py); a no-op in real runs
     _finish(collector, report, files, started)
     return collector.documents, report
 

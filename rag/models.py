@@ -143,3 +143,49 @@ def _local_or_hub(name: str, key: str) -> str:
             "%s=%s is a hub id but HF_HUB_OFFLINE=1: only the local cache is used", key, name
         )
     return name
+
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+
+
+def verify_model(model: str, key: str, need_weights: bool = True) -> None:
+    """Fail with a clear ``ModelNotAvailableError`` before loading a model that cannot load: a
+    folder without config or weights, a truncated safetensors file, or (offline) a hub id that is
+    not in the local cache. Reads only file headers."""
+    path = Path(model)
+    if not path.is_dir():
+        _verify_cached_hub_id(model, key)
+        return
+    if not any((path / name).is_file() for name in ("config.json", "modules.json")):
+        raise ModelNotAvailableError(
+            f"{key}={model!r} has no config.json: not a model folder; point {key} at a folder "
+            "written by save_pretrained (or a sentence-transformers model folder)"
+        )
+    if need_weights and not any((path / name).is_file() for name in WEIGHT_FILES):
+        raise ModelNotAvailableError(
+            f"{key}={model!r} has no weights ({' or '.join(WEIGHT_FILES)}); copy the model's "
+            "weights into the folder or re-download it"
+        )
+    for weights in sorted(path.glob("*.safetensors")):
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(weights), framework="np"):
+                pass
+        except Exception as err:  # the library raises its own SafetensorError or OSError
+            raise ModelNotAvailableError(
+                f"{key}={model!r}: {weights.name} is corrupt or truncated ({err}); "
+                "re-download or re-convert the model"
+            ) from None
+
+
+def _verify_cached_hub_id(name: str, key: str) -> None:
+    if os.environ.get("HF_HUB_OFFLINE") != "1":
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if not isinstance(try_to_load_from_cache(name, "config.json"), str):
+        raise ModelNotAvailableError(
+            f"{key}={name!r} is not in the local hub cache and HF_HUB_OFFLINE=1; download it "
+            f"once with network access, or point {key} at a local model folder"
+        )

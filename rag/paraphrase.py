@@ -22,6 +22,7 @@ from typing import Any
 
 from rag import synthetic_templates as tpl
 from rag.leakage import check_leakage, group_key, normalize
+from rag.prompts import fill_template
 from rag.types import Corpus, QAPair
 
 logger = logging.getLogger(__name__)
@@ -199,8 +200,9 @@ def paraphrase_questions(
 
 def _lm_paraphrases(question, n, generate, prompt, stats) -> list[str]:
     stats["prompts"] += 1
+    text = fill_template(prompt, n=n, question=question)  # a bad template raises, not counted
     try:
-        reply, input_tokens, output_tokens = generate(prompt.format(n=n, question=question))
+        reply, input_tokens, output_tokens = generate(text)
     except Exception as err:  # one failed call (timeout, refusal) must not lose the rest
         stats["generation_errors"] += 1
         logger.warning("paraphrase generation failed for %r: %s", question, err)

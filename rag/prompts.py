@@ -6,6 +6,7 @@ RAG prompt differs from it only by the context block, so arms differ in knowledg
 
 from __future__ import annotations
 
+import string
 from collections.abc import Sequence
 
 # Short on purpose: it is part of every training example, so each token of it costs training
@@ -42,3 +43,42 @@ def rag_messages(
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": user},
     ]
+
+
+class PromptTemplateError(ValueError):
+    """A prompt template uses a field other than the plain ``{name}`` ones it is given."""
+
+
+def fill_template(template: str, **values: object) -> str:
+    """``template`` with each ``{name}`` replaced by ``str(values[name])``.
+
+    Unlike ``str.format`` this never evaluates a field: attribute and index access
+    (``{question.__class__}``, ``{n[0]}``), conversions (``!r``) and format specs are refused,
+    so a template from a file or a user cannot read objects' internals. ``{{`` and ``}}`` are
+    literal braces; braces inside the values are never interpreted.
+    """
+    parts = []
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as err:
+        raise PromptTemplateError(
+            f"prompt template is malformed ({err}); escape braces as {{{{ }}}}"
+        ) from None
+    for literal, field, spec, conversion in parsed:
+        parts.append(literal)
+        if field is None:
+            continue
+        if field not in values or conversion or spec:
+            shown = (
+                "{"
+                + field
+                + (f"!{conversion}" if conversion else "")
+                + (f":{spec}" if spec else "")
+                + "}"
+            )
+            raise PromptTemplateError(
+                f"prompt template field {shown} is not allowed: use only "
+                f"{', '.join('{' + name + '}' for name in sorted(values))}"
+            )
+        parts.append(str(values[field]))
+    return "".join(parts)

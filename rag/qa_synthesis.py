@@ -28,6 +28,7 @@ from typing import Any
 
 from rag.chunking import sentence_spans
 from rag.leakage import UNASSIGNED, normalize
+from rag.prompts import fill_template
 from rag.types import Chunk, QAPair
 
 logger = logging.getLogger(__name__)
@@ -288,8 +289,9 @@ def _cloze_pairs(
 
 def _lm_pairs(chunk, limit, generate, prompt, stats, rejected) -> list[tuple[QAPair, str]]:
     stats["prompts"] += 1
+    text = fill_template(prompt, n=limit, passage=chunk.text)  # a bad template raises
     try:
-        reply, input_tokens, output_tokens = generate(prompt.format(n=limit, passage=chunk.text))
+        reply, input_tokens, output_tokens = generate(text)
     except Exception as err:  # one failed call (timeout, refusal) must not lose the rest
         stats["generation_errors"] += 1
         logger.warning("generation failed for chunk %s: %s", chunk.chunk_id, err)

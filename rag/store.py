@@ -53,6 +53,14 @@ def remove_entry(entry_dir: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
+def remove_stale_builds(entry_dir: Path) -> None:
+    """Delete temp folders of this entry left by builders that were killed (SIGKILL, power
+    loss). Called with the entry's lock held, so no live builder owns one of them."""
+    for stale in entry_dir.parent.glob(f".{entry_dir.name}.tmp-*"):
+        logger.info("removing %s, left by an interrupted build", stale.name)
+        shutil.rmtree(stale, ignore_errors=True)
+
+
 def get_or_build(
     entry_dir: Path,
     build: Callable[[Path], None],
@@ -75,6 +83,7 @@ def get_or_build(
             except CorruptEntryError as err:
                 logger.warning("removing corrupt %s %s (%s); rebuilding", what, entry_dir, err)
                 remove_entry(entry_dir)
+        remove_stale_builds(entry_dir)
         atomic_dir(entry_dir, build)
         try:
             return load(entry_dir), False

@@ -1,0 +1,370 @@
+"""The five parts of the suite: each measures, then states its targets as checks.
+
+Targets are the project's, for 2 CPU cores (README "Benchmarks"); the suite measures them and
+says by how much each is met or missed, tests never assert them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.report import Check, PartResult
+
+logger = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parent.parent
+GENERATOR = "smollm2-135m-instruct"  # the default experiment's (conf/generator/smollm2.yaml)
+EMBEDDER = "all-minilm-l6-v2"  # the default experiment's (conf/retriever/embedder/minilm.yaml)
+
+# The project's targets (README "Benchmarks").
+COLD_MAX_S = 300.0  # default experiment, cold: <= 5 min
+WARM_MAX_RATIO = 0.10  # identical re-run: <= 10% of cold
+OVERHEAD_MAX_RATIO = 1.03  # framework overhead: <= 3% per stage versus the bare library
+ROOFLINE_MAX_RATIO = 1.5  # decode: <= 1.5x the memory roofline
+INDEX_PEAK_RSS_MAX_GB = 2.5  # building a 1M x 384 index
+INDEX_TARGET_N = 1_000_000
+HNSW_P50_MAX_MS = 2.0
+HNSW_MIN_RECALL = 0.95  # recall@10 against Flat
+HNSW_EF_DEFAULT = 64  # bench/index_scaling.py's --ef-search default
+HNSW_EF_SWEEP = (128, 256, 512, 1024)  # wider searches, looking for the recall target
+# Ingestion (bench/ingest_bench.py): 10,000 documents ingested and chunked in <= 30 s.
+INGEST_MIN_DOCS_PER_S = 10_000 / 30
+
+
+@dataclass
+class Settings:
+    """Sizes of every part; ``full()`` is what the README numbers come from."""
+
+    quick: bool
+    experiment: str
+    e2e_timeout_s: float
+    encode_texts: int
+    search_sizes: tuple[tuple[int, int], ...]  # (vectors, batch-1 queries per round)
+    generate_tokens: int
+    repeats: int
+    lora_seq_len: int
+    lora_steps_per_block: int
+    lora_blocks: int
+    bandwidth_bytes: int
+    index_n: int
+    ingest_documents: int
+
+    @classmethod
+    def full(cls) -> Settings:
+        return cls(
+            quick=False,
+            experiment="default",
+            e2e_timeout_s=3600,
+            encode_texts=256,
+            search_sizes=((1_000, 1_000), (100_000, 200)),
+            generate_tokens=64,
+            repeats=7,
+            lora_seq_len=128,
+            lora_steps_per_block=4,
+            lora_blocks=3,
+            bandwidth_bytes=2**30,
+            index_n=INDEX_TARGET_N,
+            ingest_documents=10_000,
+        )
+
+    @classmethod
+    def quick_run(cls) -> Settings:
+        return cls(
+            quick=True,
+            experiment="smoke",
+            e2e_timeout_s=900,
+            encode_texts=32,
+            search_sizes=((1_000, 200),),
+            generate_tokens=16,
+            repeats=3,
+            lora_seq_len=64,
+            lora_steps_per_block=3,
+            lora_blocks=2,
+            bandwidth_bytes=2**28,
+            index_n=20_000,
+            ingest_documents=2_000,
+        )
+
+
+def run_part(name: str, measure: Callable[[PartResult], None], settings: dict) -> PartResult:
+    """Run one part; an exception is recorded in the result instead of stopping the suite."""
+    part = PartResult(name, settings=settings)
+    part.measured_utc = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    part.load_avg_1min.append(os.getloadavg()[0])
+    started = time.perf_counter()
+    logger.info("bench %s: starting", name)
+    try:
+        measure(part)
+    except Exception:  # a failed part is reported, the others still run
+        part.error = traceback.format_exc(limit=6)
+        logger.error("bench %s failed:\n%s", name, part.error)
+    part.seconds = time.perf_counter() - started
+    part.load_avg_1min.append(os.getloadavg()[0])
+    logger.info("bench %s: done in %.0f s", name, part.seconds)
+    return part
+
+
+def generator_path() -> str:
+    from rag.models import default_cache_dir, resolve_generator
+
+    return resolve_generator(GENERATOR, default_cache_dir())
+
+
+def measure_e2e(part: PartResult, s: Settings) -> None:
+    from bench.e2e import cold_and_warm
+
+    with tempfile.TemporaryDirectory(prefix="ragtune-bench-e2e-") as tmp:
+        out = cold_and_warm(Path(tmp), s.experiment, s.e2e_timeout_s)
+    cold, warm = out["cold"], out["warm"]
+    scope = "" if s.experiment == "default" else "target set for experiment=default"
+    part.checks = [
+        Check("cold run (incl. model conversion)", cold["wall_s"], COLD_MAX_S, "<=", "s", scope),
+        Check(
+            "cold run without the model stage",
+            out["cold_excl_conversion_s"],
+            COLD_MAX_S,
+            "<=",
+            "s",
+            scope or "the one-off GGUF conversion and its fingerprint, shared by later runs",
+        ),
+        Check("warm / cold", out["warm_over_cold"], WARM_MAX_RATIO, "<=", "x", scope),
+    ]
+    part.details = {
+        **out,
+        "tables": [
+            {
+                "columns": ["run", *cold],
+                "rows": [{"run": "cold", **cold}, {"run": "warm", **warm}],
+            }
+        ],
+    }
+    part.notes.append(
+        "Cold: a fresh, empty RAGTUNE_CACHE_DIR (generator converted from its GGUF, chunks "
+        "embedded, index built, adapter trained); the OS file cache and Python bytecode are "
+        "warm. Warm: the identical command again on the same cache. Each run is a new process "
+        "(`startup_s` = wall - the run's own duration: imports and config). `tracking=none`."
+    )
+
+
+def measure_overhead(part: PartResult, s: Settings) -> None:
+    from bench import overhead
+
+    model = generator_path()
+    lora = overhead.lora_settings_from_config(REPO / "conf" / "finetune" / "lora.yaml")
+    stages: list[tuple[str, Callable[[], dict | list[dict]]]] = [
+        ("encode", lambda: overhead.encode_overhead(EMBEDDER, s.encode_texts, s.repeats)),
+        *[
+            (f"search {n}", lambda n=n, q=q: overhead.search_overhead(n, 384, q, 3, s.repeats))
+            for n, q in s.search_sizes
+        ],
+        ("generate", lambda: overhead.generate_overhead(model, s.generate_tokens, s.repeats)),
+        (
+            "lora step",
+            lambda: overhead.lora_step_overhead(
+                model, lora, s.lora_seq_len, s.lora_steps_per_block, s.lora_blocks
+            ),
+        ),
+    ]
+    rows, errors = [], {}
+    for name, stage in stages:
+        logger.info("overhead: %s", name)
+        try:
+            out = stage()
+        except Exception:  # keep the other stages
+            errors[name] = traceback.format_exc(limit=6)
+            logger.error("overhead %s failed:\n%s", name, errors[name])
+            continue
+        rows += out if isinstance(out, list) else [out]
+    overhead_checks(part, rows)
+    part.details = {"rows": rows, "errors": errors, "tables": [overhead_table(rows)]}
+    if errors:
+        part.error = "\n".join(f"{k}: {v}" for k, v in errors.items())
+    part.notes.append(
+        "ours/bare is the median over interleaved rounds of the ratio of the two times (for the "
+        "LoRA step: median step of ours / median step of bare, blocks alternating). Units are "
+        "per text (encode), per batch-1 query (search), per generated token (generate) and per "
+        "optimizer step (LoRA). 'token clock alone' is the bare generate call with our "
+        "timing streamer attached, against the bare call without it."
+    )
+
+
+def overhead_checks(part: PartResult, rows: list[dict]) -> None:
+    for row in rows:
+        if row["stage"].startswith("generate:"):
+            continue  # a component of 'generate', shown in the table
+        part.checks.append(
+            Check(f"{row['stage']} ours/bare", row["ratio"], OVERHEAD_MAX_RATIO, "<=", "x")
+        )
+
+
+def overhead_table(rows: list[dict]) -> dict:
+    table_rows = [
+        {
+            "stage": r["stage"],
+            "ours": seconds_text(r["ours_s"]) + f"/{r['unit']}",
+            "bare": seconds_text(r["bare_s"]) + f"/{r['unit']}",
+            "ours/bare": f"{r['ratio']:.3f}",
+            "n": r["n"],
+        }
+        for r in rows
+    ]
+    return {"columns": ["stage", "ours", "bare", "ours/bare", "n"], "rows": table_rows}
+
+
+def seconds_text(seconds: float) -> str:
+    """µs, ms or s with three significant figures."""
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.3g} µs"
+    if seconds < 1:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds:.3g} s"
+
+
+def measure_roofline(part: PartResult, s: Settings) -> None:
+    from bench.roofline import copy_bandwidth_gbs, decode_tpot, roofline, torch_copy_bandwidth_gbs
+
+    bandwidth = copy_bandwidth_gbs(s.bandwidth_bytes)
+    threads_gbs = torch_copy_bandwidth_gbs(s.bandwidth_bytes)
+    decode = decode_tpot(generator_path(), s.generate_tokens, s.repeats)
+    bound = roofline(decode, bandwidth["best_gbs"])
+    bound_threads = roofline(decode, threads_gbs)
+    part.checks = [
+        Check("decode TPOT / memory roofline", bound["ratio"], ROOFLINE_MAX_RATIO, "<=", "x")
+    ]
+    figures = {
+        "numpy copy bandwidth (best)": f"{bandwidth['best_gbs']:.2f} GB/s",
+        "torch copy bandwidth, all threads": f"{threads_gbs:.2f} GB/s",
+        "model bytes": f"{decode['model_bytes'] / 1e6:.0f} MB ({decode['dtype']})",
+        "roofline TPOT": seconds_text(bound["roofline_tpot_s"]),
+        "measured TPOT (median)": seconds_text(decode["tpot_s"]),
+        "measured / roofline": f"{bound['ratio']:.2f}x",
+        "measured / roofline at the threaded bandwidth": f"{bound_threads['ratio']:.2f}x",
+        "tokens per request, prompt tokens, requests, threads": (
+            f"{decode['output_tokens']}, {decode['prompt_tokens']}, {decode['n']}, "
+            f"{decode['threads']}"
+        ),
+    }
+    part.details = {
+        "bandwidth": bandwidth,
+        "torch_copy_gbs": threads_gbs,
+        "decode": decode,
+        **bound,
+        "ratio_at_threaded_bandwidth": bound_threads["ratio"],
+        "tables": [
+            {
+                "columns": ["figure", "value"],
+                "rows": [{"figure": k, "value": v} for k, v in figures.items()],
+            }
+        ],
+    }
+    part.notes.append(
+        f"Roofline = parameter bytes / copy bandwidth ({GENERATOR}, batch 1, greedy; TPOT from "
+        "the token clock of rag.generation). The bandwidth counts read + write bytes of a "
+        "copy (STREAM convention) from one numpy thread; the all-threads torch copy is shown "
+        "beside it because decoding uses every core."
+    )
+
+
+def measure_index(part: PartResult, s: Settings) -> None:
+    from bench.index_scaling import run_scaling
+
+    rows = run_scaling(s.index_n, log=logger.info, ef_sweep=HNSW_EF_SWEEP)
+    scope = "" if s.index_n == INDEX_TARGET_N else f"target set at N={INDEX_TARGET_N:,}"
+    peak = max(rows, key=lambda r: r["peak_rss_mb"])
+    part.checks.append(
+        Check(
+            f"peak RSS while building ({peak['factory']}, the largest)",
+            peak["peak_rss_mb"] * 2**20 / 1e9,
+            INDEX_PEAK_RSS_MAX_GB,
+            "<=",
+            "GB",
+            scope,
+        )
+    )
+    tables = [{"columns": [c for c in rows[0] if c != "ef_sweep"], "rows": rows}]
+    for row in rows:
+        if row["factory"].startswith("HNSW"):
+            part.checks += hnsw_checks(row)
+            points = hnsw_points(row)
+            tables.append({"columns": list(points[0]), "rows": points})
+    part.details = {"rows": rows, "tables": tables}
+    part.notes.append(
+        f"{s.index_n:,} x 384 random unit vectors (isotropic: the hardest case for IVF/PQ and "
+        "HNSW), each index type built in its own process from a file on disk; batch-1 search "
+        "with one thread after 10 warm-up queries, 500 queries; recall@10 against Flat. HNSW "
+        f"is judged at the smallest efSearch of {HNSW_EF_DEFAULT}, "
+        f"{', '.join(map(str, HNSW_EF_SWEEP))} reaching the recall target. "
+        "Standalone: `python bench/index_scaling.py --n N`."
+    )
+
+
+def hnsw_points(row: dict) -> list[dict]:
+    """(efSearch, p50, recall@10) of the default efSearch and of the sweep."""
+    base = {
+        "ef_search": HNSW_EF_DEFAULT,
+        "search_p50_ms": row["search_p50_ms"],
+        "recall_at_10": row["recall_at_10"],
+    }
+    return [base, *row.get("ef_sweep", [])]
+
+
+def hnsw_checks(row: dict) -> list[Check]:
+    """The target is a p50 *at* recall@10 >= 0.95: judge the smallest efSearch that reaches
+    that recall, or, if none does, the one with the best recall."""
+    points = hnsw_points(row)
+    reaching = [p for p in points if p["recall_at_10"] >= HNSW_MIN_RECALL]
+    if reaching:
+        point = min(reaching, key=lambda p: p["ef_search"])
+    else:
+        point = max(points, key=lambda p: p["recall_at_10"])
+    name = f"{row['factory']} efSearch={point['ef_search']}"
+    return [
+        Check(f"{name} recall@10", point["recall_at_10"], HNSW_MIN_RECALL, ">=", ""),
+        Check(f"{name} search p50", point["search_p50_ms"], HNSW_P50_MAX_MS, "<=", "ms"),
+    ]
+
+
+def measure_ingest(part: PartResult, s: Settings) -> None:
+    from bench.ingest_bench import run_ingest
+
+    result = run_ingest(s.ingest_documents, "minilm")
+    seconds = result["ingest_plus_slowest_chunking_s"]
+    part.checks.append(
+        Check(
+            "documents ingested + chunked per second",
+            result["documents"] / seconds if seconds > 0 else float("inf"),
+            INGEST_MIN_DOCS_PER_S,
+            ">=",
+            "docs/s",
+            f"{result['documents']:,} documents in {seconds:.1f} s (slowest chunking strategy)",
+        )
+    )
+    rows = [
+        {"step": "ingest (txt, md, html, jsonl)", "seconds": result["ingest_s"], "items": ""},
+        *[
+            {"step": f"chunk: {k}", "seconds": v["seconds"], "items": f"{v['chunks']} chunks"}
+            for k, v in result["chunking"].items()
+        ],
+    ]
+    if "cloze" in result:
+        cloze = result["cloze"]
+        rows.append({"step": "cloze QA", "seconds": cloze["seconds"], "items": cloze["pairs"]})
+    part.details = {**result, "tables": [{"columns": ["step", "seconds", "items"], "rows": rows}]}
+    part.notes.append("Standalone: `python bench/ingest_bench.py --documents N`.")
+
+
+PARTS: dict[str, Callable[[PartResult, Settings], None]] = {
+    "e2e": measure_e2e,
+    "overhead": measure_overhead,
+    "roofline": measure_roofline,
+    "index": measure_index,
+    "ingest": measure_ingest,
+}

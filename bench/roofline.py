@@ -1,0 +1,91 @@
+"""Decode time per token against the memory roofline.
+
+At batch 1 every generated token reads every weight once (the KV cache of a short prompt is
+tiny beside 135M parameters), so the fastest possible time per output token is
+``model bytes / memory bandwidth``. The bandwidth is measured here with a large numpy copy
+(best of several; a copy reads and writes every byte, so bytes moved = 2 x size, the STREAM
+"Copy" convention: McCalpin, https://www.cs.virginia.edu/stream/ref.html).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+from bench.overhead import LONG_PROMPT
+
+
+def copy_bandwidth_gbs(size_bytes: int = 2**30, repeats: int = 5) -> dict:
+    """Best GB/s (1e9 bytes/s) of ``np.copyto`` over ``repeats`` copies of ``size_bytes``."""
+    if size_bytes < 2**20:
+        raise ValueError(f"size_bytes must be >= 1 MiB to measure memory, got {size_bytes}")
+    source = np.ones(size_bytes // 4, dtype=np.float32)
+    target = np.empty_like(source)
+    np.copyto(target, source)  # first touch: page faults are not bandwidth
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        np.copyto(target, source)
+        times.append(time.perf_counter() - started)
+    moved = 2 * source.nbytes
+    return {
+        "bytes": int(source.nbytes),
+        "repeats": repeats,
+        "best_gbs": moved / min(times) / 1e9,
+        "median_gbs": moved / statistics.median(times) / 1e9,
+    }
+
+
+def torch_copy_bandwidth_gbs(size_bytes: int = 2**30, repeats: int = 5) -> float:
+    """The same copy with torch's intra-op threads (all cores, as decoding uses them)."""
+    import torch
+
+    source = torch.ones(size_bytes // 4, dtype=torch.float32)
+    target = torch.empty_like(source)
+    target.copy_(source)
+    best = min(_timed(lambda: target.copy_(source)) for _ in range(repeats))
+    return 2 * source.numel() * 4 / best / 1e9
+
+
+def _timed(call) -> float:
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
+def parameter_bytes(model) -> int:
+    """Bytes of the model's parameters at their dtype (tied weights counted once)."""
+    return int(sum(p.numel() * p.element_size() for p in model.parameters()))
+
+
+def decode_tpot(model_path: str, max_new_tokens: int = 64, repeats: int = 5) -> dict:
+    """Median TPOT (rag.generation token clock) of batch-1 greedy chat generation."""
+    import torch
+
+    from rag.generation import ChatGenerator
+
+    generator = ChatGenerator.load(model_path, max_new_tokens=max_new_tokens)
+    messages = [{"role": "user", "content": LONG_PROMPT}]
+    generator.generate(messages)  # warm-up
+    runs = [generator.generate(messages) for _ in range(repeats)]
+    dtype = next(generator.model.parameters()).dtype
+    return {
+        "tpot_s": statistics.median(r.tpot_s for r in runs),
+        "ttft_s": statistics.median(r.ttft_s for r in runs),
+        "output_tokens": runs[-1].output_tokens,
+        "prompt_tokens": runs[-1].input_tokens,
+        "model_bytes": parameter_bytes(generator.model),
+        "dtype": str(dtype).replace("torch.", ""),
+        "threads": torch.get_num_threads(),
+        "n": repeats,
+    }
+
+
+def roofline(decode: dict, bandwidth_gbs: float) -> dict:
+    """The roofline time per token and measured/roofline."""
+    if bandwidth_gbs <= 0:
+        raise ValueError(f"bandwidth must be > 0 GB/s, got {bandwidth_gbs}")
+    roofline_s = decode["model_bytes"] / (bandwidth_gbs * 1e9)
+    return {"roofline_tpot_s": roofline_s, "ratio": decode["tpot_s"] / roofline_s}
