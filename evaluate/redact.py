@@ -8,7 +8,8 @@ Two rules, applied to every value of a config tree:
   ``SECRET_WORDS`` or ends with ``_<word>`` or with ``<word>`` glued to a prefix
   (``api_key``, ``openai_api_key``, ``hf_token``, ``authToken``, ``db_password``). Token
   *counts* (``max_new_tokens``, ``context_budget_tokens``) end in ``tokens`` and never match;
-  tokenizer special tokens (``eos_token``, ``pad_token`` ...) are listed in ``NOT_SECRET`` and
+  tokenizer special tokens (``eos_token``, ``pad_token`` ...) are listed in ``NOT_SECRET``,
+  singular counts (``max_token``, ``num_token``, ``prompt_token``) are excluded by pattern, and
   keys ending in ``_env`` (``api_key_env``) hold the NAME of a variable, not its value.
 - by value: the password of a URL with credentials (``https://user:pass@host``) is replaced,
   whatever the key, so a tracking or endpoint URL never carries one into a record.
@@ -42,6 +43,8 @@ SECRET_WORDS = (
 NOT_SECRET = frozenset(
     f"{name}_token" for name in ("eos", "bos", "pad", "unk", "sep", "cls", "mask")
 ) | frozenset({"chat_token", "start_token", "end_token", "stop_token"})
+# token counts spelled in the singular (max_token, num_token, prompt_token): numbers, not secrets
+_TOKEN_COUNT = re.compile(r"(max|min|num|n|total|input|output|prompt|completion)_(\w+_)?token$")
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/\s:@]*:)(?P<pw>[^/\s@]+)(?=@)", re.I)
 
 
@@ -49,7 +52,7 @@ def is_secret_key(key: str) -> bool:
     """Whether the value of the config key ``key`` (dotted or not) must be redacted."""
     name = str(key).rsplit(".", 1)[-1].replace("-", "_")
     name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()  # camelCase -> snake_case
-    if name in NOT_SECRET or name.endswith("_env"):
+    if name in NOT_SECRET or name.endswith("_env") or _TOKEN_COUNT.match(name):
         return False
     compact = name.replace("_", "")
     return any(

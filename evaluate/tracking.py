@@ -158,7 +158,10 @@ class MlflowTracker:
         experiment = retry_when_locked(self.client.get_experiment_by_name, self.experiment_name)
         if experiment is not None:
             return experiment.experiment_id
-        location = (self.artifact_dir / self.experiment_name).as_uri()
+        # A tracking server chooses the artifact location itself (its --artifacts-destination
+        # or --default-artifact-root); a local file path would bypass the server's store.
+        remote = self.uri.startswith(("http://", "https://", "databricks"))
+        location = None if remote else (self.artifact_dir / self.experiment_name).as_uri()
         try:
             return retry_when_locked(
                 self.client.create_experiment, self.experiment_name, artifact_location=location

@@ -218,7 +218,8 @@ def train_lora(
     from rag.lock import file_lock
     from rag.store import DEFAULT_LOCK_TIMEOUT_S
 
-    with file_lock(adapters / f"{key}.lock", DEFAULT_LOCK_TIMEOUT_S, "adapter"):
+    lock = Path(cache_root) / ".locks" / f"adapter-{key}.lock"  # keeps adapters/ entries only
+    with file_lock(lock, DEFAULT_LOCK_TIMEOUT_S, "adapter"):
         if final_dir.exists():
             return _reuse(final_dir, key)
         return _train(model_path, examples, settings, key, final_dir, progress)

@@ -98,9 +98,8 @@ def test_a_run_logged_through_a_tracking_server_is_readable_over_http(
     uri, store = mlflow_server
     monkeypatch.delenv(PARENT_RUN_ENV, raising=False)
     monkeypatch.chdir(tmp_path)
-    # Created on the server first, the experiment keeps its artifacts on the server
-    # (mlflow-artifacts:/ under --artifacts-destination), as the README says.
-    created = http_json(f"{uri}/api/2.0/mlflow/experiments/create", {"name": "smoke"})
+    # The experiment does not exist yet: ragtune creates it and the server chooses where its
+    # artifacts go (mlflow-artifacts:/ under --artifacts-destination), not a local folder.
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(
             config_name="config",
@@ -125,7 +124,9 @@ def test_a_run_logged_through_a_tracking_server_is_readable_over_http(
 
     listing = http_json(f"{uri}/api/2.0/mlflow/artifacts/list?run_id={run.run_id}")
     assert "results.json" in {f["path"] for f in listing["files"]}
-    exp_id = created["experiment_id"]
+    exp_id = http_json(f"{uri}/api/2.0/mlflow/experiments/get-by-name?experiment_name=smoke")[
+        "experiment"
+    ]["experiment_id"]
     url = f"{uri}/api/2.0/mlflow-artifacts/artifacts/{exp_id}/{run.run_id}/artifacts/results.json"
     served = http_json(url)
     assert served["mlflow_run_id"] == run.run_id
