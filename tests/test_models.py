@@ -50,3 +50,36 @@ def test_content_key_depends_on_every_part():
     assert content_key("a", {"x": 1, "y": 2}) == content_key("a", {"y": 2, "x": 1})
     assert content_key("a", [1, 2]) != content_key("a", [2, 1])
     assert content_key("ab", "c") != content_key("a", "bc")
+
+
+def test_parallel_jobs_on_one_cache_build_a_model_once(tmp_path):
+    """Two processes resolving the same alias at once: one builds, the other waits and reuses."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import logging, sys\n"
+        "logging.basicConfig(level=logging.INFO, stream=sys.stdout)\n"
+        "from pathlib import Path\n"
+        "from rag.models import resolve_generator\n"
+        "print('RESOLVED', resolve_generator('tiny-random-llama', Path(sys.argv[1])))\n"
+    )
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    built = sum(out.count("building model tiny-random-llama from") for out in outputs)
+    assert built == 1, outputs
+    resolved = {line for out in outputs for line in out.splitlines() if line.startswith("RESOLVED")}
+    assert resolved == {f"RESOLVED {tmp_path / 'models' / 'tiny-random-llama'}"}
+    assert not [p for p in (tmp_path / "models").iterdir() if ".tmp-" in p.name]
