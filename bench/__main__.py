@@ -52,7 +52,7 @@ PART_SETTINGS = {
         "lora_blocks",
     ),
     "roofline": ("bandwidth_bytes", "generate_tokens", "repeats"),
-    "index": ("index_n",),
+    "index": ("index_n", "index_clusters"),
     "ingest": ("ingest_documents",),
 }
 
@@ -84,6 +84,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--index-n", type=int, default=None, help="vectors in the index part (default 1,000,000)"
     )
+    p.add_argument(
+        "--index-clusters",
+        type=int,
+        default=0,
+        help="index part: 0 = isotropic random vectors (default), C > 0 = C Gaussian clusters",
+    )
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where latest.* go")
     p.add_argument("--no-merge", action="store_true", help="drop parts not run from latest.*")
     return p
@@ -97,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.quick_run() if args.quick else Settings.full()
     if args.index_n is not None:
         settings = replace(settings, index_n=args.index_n)
+    if args.index_clusters < 0:
+        parser().error(f"--index-clusters must be >= 0, got {args.index_clusters}")
+    settings = replace(settings, index_clusters=args.index_clusters)
     values = asdict(settings)
     command = "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv)
     parts = {}

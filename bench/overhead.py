@@ -17,12 +17,15 @@ import random
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 import numpy as np
 
 from bench.timing import interleaved, paired_ratio, per_item
+
+if TYPE_CHECKING:
+    from finetune.lora import LoraSettings
 
 logger = logging.getLogger(__name__)
 
@@ -159,8 +162,11 @@ def search_overhead(
 
 def generate_overhead(model_path: str, max_new_tokens: int = 64, repeats: int = 5) -> list[dict]:
     """rag.generation.ChatGenerator.generate (chat template, token clock, decode) vs
-    model.generate on the pre-tokenised prompt, greedy, no streamer; a third candidate adds
-    the token clock to the bare call, to show the streamer's own cost. Per generated token."""
+    model.generate on the pre-tokenised prompt, greedy, no streamer, under inference_mode as
+    ours; a third candidate adds the token clock to the bare call, to show the streamer's own
+    cost. Per generated token."""
+    import torch
+
     from rag.generation import ChatGenerator, _TokenClock
 
     generator = ChatGenerator.load(model_path, max_new_tokens=max_new_tokens)
@@ -178,7 +184,8 @@ def generate_overhead(model_path: str, max_new_tokens: int = 64, repeats: int = 
     }
 
     def bare(streamer=None):
-        output = model.generate(**inputs, **settings, streamer=streamer)
+        with torch.inference_mode():  # as ours: the comparison is of the wrapper alone
+            output = model.generate(**inputs, **settings, streamer=streamer)
         return output[0][prompt_len:].tolist()
 
     def ours():
@@ -216,17 +223,17 @@ def step_timer():
     return StepTimes()
 
 
-def lora_settings_from_config(config_path: Path) -> Any:
+def lora_settings_from_config(config_path: Path) -> LoraSettings:
     """The LoRA settings of conf/finetune/lora.yaml (the default experiment's)."""
     from dataclasses import fields
 
     from omegaconf import OmegaConf
 
-    from finetune.lora import LoraSettings
+    from finetune.lora import LoraSettings as Settings
 
     values = OmegaConf.to_container(OmegaConf.load(config_path), resolve=True)
-    known = {f.name for f in fields(LoraSettings)}
-    return LoraSettings(**{k: v for k, v in values.items() if k in known})
+    known = {f.name for f in fields(Settings)}
+    return Settings(**{k: v for k, v in values.items() if k in known})
 
 
 def training_examples(count: int, length: int, vocab: int, seed: int = 0) -> list:
@@ -239,7 +246,7 @@ def training_examples(count: int, length: int, vocab: int, seed: int = 0) -> lis
 
 def lora_step_overhead(
     model_path: str,
-    settings: Any,
+    settings: LoraSettings,
     seq_len: int = 128,
     steps_per_block: int = 4,
     blocks: int = 3,
@@ -281,10 +288,10 @@ def lora_step_overhead(
     optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, fused=True)
     total = steps_per_block * blocks
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1 - s / total))
-    collate = RightPadCollator(0)
+    collate, size = RightPadCollator(0), settings.batch_size
     batches = [
-        collate([{"input_ids": e.input_ids, "labels": e.labels} for e in examples[i : i + b]])
-        for i, b in ((i, settings.batch_size) for i in range(0, count, settings.batch_size))
+        collate([{"input_ids": e.input_ids, "labels": e.labels} for e in examples[i : i + size]])
+        for i in range(0, count, size)
     ]
 
     def bare_block() -> list[float]:

@@ -78,14 +78,15 @@ class PartResult:
 
 
 def format_value(value: float | None, unit: str = "") -> str:
-    """Three significant figures with the unit; ratios as '1.02x'."""
+    """Four significant figures with the unit (so a recall of 0.9498 never shows as 0.95);
+    ratios with three, as '1.02x'."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
     if unit == "x":
         return f"{value:.3g}x"
     if unit == "%":
         return f"{value:.1%}"
-    text = f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    text = f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}"
     return f"{text} {unit}".strip()
 
 

@@ -13,12 +13,12 @@ import json
 import logging
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from ragtune_cli import ragtune
 
 BASE = [
     "experiment=smoke",
@@ -425,15 +425,7 @@ def _run_in_process(case: Case, overrides: list[str], out: Path) -> BaseExceptio
 
 
 def _run_cli(overrides: list[str], cwd: Path, cache: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RAGTUNE_CACHE_DIR": str(cache)}
-    return subprocess.run(
-        [sys.executable, "-m", "evaluate.cli", *overrides, "hydra.run.dir=out"],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return ragtune(cwd, *overrides, "hydra.run.dir=out", cache=cache, timeout=300)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

@@ -50,6 +50,7 @@ def test_check_says_met_or_missed_and_by_how_much():
 def test_format_value_units():
     assert format_value(1.0234, "x") == "1.02x"
     assert format_value(0.00123, "s") == "0.00123 s"
+    assert format_value(0.94982) == "0.9498"  # not rounded up onto a 0.95 target
     assert format_value(1500.2, "s") == "1,500 s"
     assert format_value(None) == "n/a"
     assert format_value(math.inf, "s") == "n/a"
@@ -227,7 +228,8 @@ def test_cli_records_a_failed_part_and_keeps_the_others(tmp_path, monkeypatch, c
     assert list(saved["parts"]) == ["e2e", "index", "ingest"] and saved["parts"]["e2e"]["kept"]
     assert "MemoryError: planted failure" in saved["parts"]["index"]["error"]
     assert saved["parts"]["ingest"]["checks"][0]["met"] is True
-    assert saved["parts"]["index"]["settings"] == {"quick": True, "index_n": 20_000}
+    settings = saved["parts"]["index"]["settings"]
+    assert settings == {"quick": True, "index_n": 20_000, "index_clusters": 0}
     assert "| ingest | docs/s | >= 333 docs/s | 500 docs/s | met" in capsys.readouterr().out
     assert (tmp_path / "latest.md").is_file()
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from ragtune_cli import ragtune
 
 from evaluate.budget import (
     ALIAS_PARAMS,
@@ -31,15 +30,7 @@ def composed(*overrides: str):
 
 
 def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RAGTUNE_CACHE_DIR": str(cwd / "cache")}
-    return subprocess.run(
-        [sys.executable, "-m", "evaluate.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return ragtune(cwd, *args, timeout=300)
 
 
 def test_more_epochs_cost_more_device_hours_and_only_in_training():

@@ -15,6 +15,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from ragtune_cli import ragtune
 
 from rag.endpoint import EndpointError, EndpointGeneration, EndpointGenerator
 from rag.generation import Generation
@@ -306,28 +307,17 @@ def test_api_key_only_from_a_named_environment_variable(fake, monkeypatch):
 
 def test_entry_point_runs_closed_book_and_rag_against_the_endpoint(fake, tmp_path):
     """`generator=openai` drives the real entry point; token counts come from the usage."""
-    import os
-    import subprocess
-    import sys
 
     host, port = fake.server_address[:2]
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "evaluate.cli",
-            "experiment=smoke",
-            "generator=openai",
-            "generator.model=fake-model",
-            f"generator.base_url=http://{host}:{port}/v1",
-            "eval.arms=[closed_book,rag]",
-            "tracking=none",
-            "hydra.run.dir=outputs/endpoint",
-        ],
-        cwd=tmp_path,
-        env={**os.environ, "RAGTUNE_CACHE_DIR": str(tmp_path / "cache")},
-        capture_output=True,
-        text=True,
+    proc = ragtune(
+        tmp_path,
+        "experiment=smoke",
+        "generator=openai",
+        "generator.model=fake-model",
+        f"generator.base_url=http://{host}:{port}/v1",
+        "eval.arms=[closed_book,rag]",
+        "tracking=none",
+        "hydra.run.dir=outputs/endpoint",
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

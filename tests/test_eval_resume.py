@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from ragtune_cli import ragtune
 
 from evaluate.arms import run_arm
 from evaluate.journal import KILL_AFTER_ENV, AnswerJournal
@@ -133,25 +131,15 @@ def test_journal_key_changes_with_what_decides_an_answer(tmp_path, tiny_model_di
 
 
 def _run_cli(cwd: Path, cache: Path, *overrides: str, env_extra=None):
-    env = {**os.environ, "RAGTUNE_CACHE_DIR": str(cache)}
-    env.pop(KILL_AFTER_ENV, None)
-    env.update(env_extra or {})
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "evaluate.cli",
-            "experiment=smoke",
-            "eval.arms=[closed_book,rag]",
-            "eval.throughput_batch_size=0",
-            "tracking=none",
-            *overrides,
-        ],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    return ragtune(
+        cwd,
+        "experiment=smoke",
+        "eval.arms=[closed_book,rag]",
+        "eval.throughput_batch_size=0",
+        "tracking=none",
+        *overrides,
+        cache=cache,
+        env={KILL_AFTER_ENV: None, **(env_extra or {})},
     )
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from ragtune_cli import ragtune
 
 pytestmark = pytest.mark.integration
 
@@ -16,15 +15,7 @@ ARMS = ["closed_book", "rag", "finetune", "finetune_rag"]
 
 
 def run_cli(cwd: Path, cache: Path, *overrides: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RAGTUNE_CACHE_DIR": str(cache)}
-    return subprocess.run(
-        [sys.executable, "-m", "evaluate.cli", "experiment=smoke", *overrides],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return ragtune(cwd, "experiment=smoke", *overrides, cache=cache)
 
 
 def results_files(cwd: Path) -> list[Path]:
@@ -204,24 +195,14 @@ def test_a_sweep_is_one_parent_run_with_a_child_per_job(tmp_path):
 
     from evaluate.report import main as report_main
 
-    env = {**os.environ, "RAGTUNE_CACHE_DIR": str(tmp_path / "cache")}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "evaluate.cli",
-            "--multirun",
-            "experiment=smoke",
-            "eval.arms=[closed_book]",
-            "eval.throughput_batch_size=0",
-            "qa.max_eval_questions=2",
-            "generator.max_new_tokens=3,5",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    proc = ragtune(
+        tmp_path,
+        "--multirun",
+        "experiment=smoke",
+        "eval.arms=[closed_book]",
+        "eval.throughput_batch_size=0",
+        "qa.max_eval_questions=2",
+        "generator.max_new_tokens=3,5",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

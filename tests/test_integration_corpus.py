@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from ragtune_cli import ragtune
 
 pytestmark = pytest.mark.integration
 
@@ -17,24 +16,14 @@ ARMS = ["closed_book", "rag", "finetune", "finetune_rag"]
 
 
 def run_cli(cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RAGTUNE_CACHE_DIR": str(cwd / "cache")}
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "evaluate.cli",
-            "experiment=smoke",
-            "corpus=files",
-            f"corpus.paths=[{BYOC / 'docs'}]",
-            "tracking=none",
-            "hydra.run.dir=out",
-            *overrides,
-        ],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    return ragtune(
+        cwd,
+        "experiment=smoke",
+        "corpus=files",
+        f"corpus.paths=[{BYOC / 'docs'}]",
+        "tracking=none",
+        "hydra.run.dir=out",
+        *overrides,
     )
 
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from ragtune_cli import ragtune
 
 pytestmark = pytest.mark.integration
 
@@ -28,15 +26,7 @@ TINY = [
 
 
 def run_preset(tmp_path: Path, preset: str, *extra: str) -> dict:
-    env = {**os.environ, "RAGTUNE_CACHE_DIR": str(tmp_path / "cache")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "evaluate.cli", f"experiment={preset}", *TINY, *extra],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = ragtune(tmp_path, f"experiment={preset}", *TINY, *extra)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((tmp_path / "out/results.json").read_text())
 

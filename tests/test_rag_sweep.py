@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from ragtune_cli import ragtune
 
 from evaluate.cli import CONF_DIR, to_config
 from evaluate.retrieval_metrics import retrieval_scores, retrieval_summary
@@ -51,25 +49,15 @@ def test_index_type_sweep_logs_recall_and_search_latency_per_index(tmp_path):
     its recall and search latency, both indexes built (distinct cache entries)."""
     from mlflow.tracking import MlflowClient
 
-    env = {**os.environ, "RAGTUNE_CACHE_DIR": str(tmp_path / "cache")}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "evaluate.cli",
-            "--multirun",
-            "experiment=smoke",
-            "eval.arms=[rag]",
-            "eval.throughput_batch_size=0",
-            "qa.max_eval_questions=4",
-            "generator.max_new_tokens=3",
-            "retriever.index_factory=Flat,HNSW32",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    proc = ragtune(
+        tmp_path,
+        "--multirun",
+        "experiment=smoke",
+        "eval.arms=[rag]",
+        "eval.throughput_batch_size=0",
+        "qa.max_eval_questions=4",
+        "generator.max_new_tokens=3",
+        "retriever.index_factory=Flat,HNSW32",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")

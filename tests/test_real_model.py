@@ -3,32 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+from ragtune_cli import ragtune
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def test_real_models_end_to_end(tmp_path, real_model_cache):
-    env = {**os.environ, "RAGTUNE_CACHE_DIR": str(real_model_cache)}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "evaluate.cli",
-            "qa.max_eval_questions=8",
-            "finetune.max_steps=6",
-            "eval.progress=false",
-            "tracking=none",
-            "hydra.run.dir=outputs/real",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
+    proc = ragtune(
+        tmp_path,
+        "qa.max_eval_questions=8",
+        "finetune.max_steps=6",
+        "eval.progress=false",
+        "tracking=none",
+        "hydra.run.dir=outputs/real",
+        cache=real_model_cache,
         timeout=1200,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -4,14 +4,12 @@ writes."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from ragtune_cli import ragtune
 
 from evaluate.redact import (
     REDACTED,
@@ -249,25 +247,15 @@ def test_other_errors_and_persistent_locks_are_not_hidden(monkeypatch):
 
 def test_a_planted_key_never_reaches_the_store_artifacts_or_outputs(tmp_path):
     """A user tags the run with a key by mistake; the smoke run records it only redacted."""
-    env = {**os.environ, "RAGTUNE_CACHE_DIR": str(tmp_path / "cache")}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "evaluate.cli",
-            "experiment=smoke",
-            "eval.arms=[closed_book]",
-            "eval.throughput_batch_size=0",
-            "eval.semantic_similarity=false",
-            f"+tracking.tags.api_key={PLANTED}",
-            "+tracking.tags.team=nlp",
-            "hydra.run.dir=outputs/planted",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    proc = ragtune(
+        tmp_path,
+        "experiment=smoke",
+        "eval.arms=[closed_book]",
+        "eval.throughput_batch_size=0",
+        "eval.semantic_similarity=false",
+        f"+tracking.tags.api_key={PLANTED}",
+        "+tracking.tags.team=nlp",
+        "hydra.run.dir=outputs/planted",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert PLANTED not in proc.stdout + proc.stderr

@@ -4,14 +4,13 @@ and the shipped SLURM and Ray launcher configs."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
+from ragtune_cli import ragtune
 
 from evaluate.cli import CONF_DIR
 
@@ -32,15 +31,7 @@ TINY_JOB = [
 def run_sweep(cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
     # Jobs run in other processes (loky workers, submitit subprocesses): they inherit this
     # environment, so the offline switches and the cache folder must be set here.
-    env = {**os.environ, "RAGTUNE_CACHE_DIR": str(cwd / "cache"), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "evaluate.cli", "--multirun", *overrides],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return ragtune(cwd, "--multirun", *overrides, env={"HF_HUB_OFFLINE": "1"})
 
 
 def hydra_node(*overrides: str):
