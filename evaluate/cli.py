@@ -125,7 +125,12 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 
 def main() -> None:
-    _run()
+    try:
+        _run()
+    finally:  # a sweep stopped by a failing job or Ctrl-C: its parent run is closed as FAILED
+        sweep = sys.modules.get("evaluate.sweep")
+        if sweep is not None:
+            sweep.close_interrupted_sweeps()
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -152,6 +153,7 @@ def run_all_arms(
         try:
             for arm in group:
                 arm_retriever = retriever if arm in RAG_ARMS else None
+                journal = answer_journal(config, arm, arm_retriever, model_path, adapter_dir)
                 predictions[arm] = run_arm(
                     arm,
                     questions,
@@ -161,10 +163,10 @@ def run_all_arms(
                     config.eval.progress,
                     context_settings(config),
                     config.eval.max_failure_rate,
-                    answer_journal(config, arm, arm_retriever, model_path, adapter_dir),
+                    journal,
                 )
                 throughput[arm] = (
-                    measure_throughput_for(arm, generator.get(), questions, arm_retriever, config)
+                    journaled_throughput(arm, generator, questions, arm_retriever, config, journal)
                     if config.eval.throughput_batch_size
                     else None
                 )
@@ -173,6 +175,36 @@ def run_all_arms(
             del generator
             gc.collect()
     return {arm: predictions[arm] for arm in arms}, throughput
+
+
+def journaled_throughput(
+    arm: str,
+    generator: _LazyGenerator,
+    questions: list[QAPair],
+    retriever: Retriever | None,
+    config: Config,
+    journal: AnswerJournal,
+) -> dict[str, float] | None:
+    """The arm's batched throughput, kept beside its answer journal: an identical re-run
+    (``eval.reuse_answers``) reuses the measurement instead of loading the model for it."""
+    from rag.cache import atomic_write_text, content_key
+
+    e = config.eval
+    subset = [q.qa_id for q in questions[: e.throughput_questions]]
+    key = content_key(e.throughput_batch_size, subset)
+    path = journal.path.with_name(f"{journal.path.stem}.throughput-{key}.json")
+    if e.reuse_answers and path.is_file():
+        try:
+            cached = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            logger.warning("%s is unreadable; measuring throughput again", path)
+        else:
+            logger.info("arm %-12s reusing the batched throughput measured before", arm)
+            return cached
+    result = measure_throughput_for(arm, generator.get(), questions, retriever, config)
+    if result is not None:
+        atomic_write_text(path, json.dumps(result))
+    return result
 
 
 class _LazyGenerator:

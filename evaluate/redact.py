@@ -132,3 +132,22 @@ def redact_hydra_folder(folder: Path) -> None:
         clean = redact(data) if name == "config.yaml" else _redact_hydra_tree(data)
         if clean != data:
             atomic_write_text(path, yaml.safe_dump(clean, sort_keys=False))
+
+
+def redact_multirun_file(path: Path) -> None:
+    """Rewrite the ``multirun.yaml`` Hydra saves in a sweep folder (the whole config, with the
+    command line under ``hydra``) with secrets redacted."""
+    import yaml
+
+    from rag.cache import atomic_write_text
+
+    if not path.is_file():
+        return
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(data, Mapping):
+        return
+    clean = {
+        k: _redact_hydra_tree(v, k) if k == "hydra" else redact(v, str(k)) for k, v in data.items()
+    }
+    if clean != data:
+        atomic_write_text(path, yaml.safe_dump(clean, sort_keys=False))

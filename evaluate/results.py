@@ -12,7 +12,7 @@ from typing import Any
 from evaluate.arms import Prediction
 from evaluate.metrics import latency_summary, mean
 from evaluate.stats import compare_arms, summarise_with_ci
-from evaluate.tracking import Tracker, flatten
+from evaluate.tracking import Tracker
 from rag.cache import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -313,8 +313,7 @@ def cost_report_metrics(report: dict[str, Any] | None) -> dict[str, float]:
 def mirror_to_tracker(
     tracker: Tracker, results: dict[str, Any], output_dir: Path, resolved_config_path: Path
 ) -> None:
-    tracker.set_tags(run_tags(results))
-    tracker.log_params(flatten(results["config"]))
+    tracker.set_tags(run_tags(results))  # the params were logged when the run started
     tracker.log_metrics(arm_metrics(results))
     pairs = results.get("comparisons", {}).get("pairs", {})
     tracker.set_tags({f"compare/{pair}/verdict": r["verdict"] for pair, r in pairs.items()})

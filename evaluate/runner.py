@@ -31,7 +31,7 @@ from evaluate.results import (
     token_summary,
     write_results,
 )
-from evaluate.tracking import NullTracker, TrackingUnavailable, make_tracker
+from evaluate.tracking import NullTracker, TrackingUnavailable, flatten, make_tracker
 from rag.cache import atomic_write_text, content_key, model_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -287,6 +287,7 @@ def run_experiment(config: Config, resolved: dict[str, Any], output_dir: Path) -
         unreachable = None
     started = time.perf_counter()
     try:
+        tracker.log_params(flatten(resolved))  # at the start: a failed run shows its config too
         results = run_stages(
             config, resolved, output_dir, tracker, main_process, started, started_utc, config_path
         )

@@ -15,6 +15,7 @@ import itertools
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from hydra.core.global_hydra import GlobalHydra
@@ -24,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from evaluate.budget import BudgetError, JobEstimate, estimate_job, guard
 from evaluate.config import Config, ConfigError, validate
-from evaluate.redact import redact_override
+from evaluate.redact import redact_multirun_file, redact_override
 from evaluate.tracking import PARENT_RUN_ENV, finish_parent_run, start_parent_run
 
 logger = logging.getLogger(__name__)
@@ -155,6 +156,7 @@ class MlflowSweepCallback(Callback):
             tags={"sweep_dir": sweep_dir, "kind": "sweep"},
         )
         os.environ[PARENT_RUN_ENV] = self.run_id
+        _open_sweeps.append(self)
         logger.info("sweep parent run %s", self.run_id)
 
     @staticmethod
@@ -176,8 +178,33 @@ class MlflowSweepCallback(Callback):
         if status is not None and getattr(status, "name", "") == "FAILED":
             self.failed = True
 
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        redact_multirun_file(Path(str(config.hydra.sweep.dir)) / "multirun.yaml")
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        redact_multirun_file(Path(str(config.hydra.sweep.dir)) / "multirun.yaml")
         if self.run_id is None:
             return
-        finish_parent_run(self.uri, self.run_id, ok=not self.failed)
+        self._close(ok=not self.failed)
+
+    def _close(self, ok: bool) -> None:
+        if self in _open_sweeps:
+            _open_sweeps.remove(self)
         os.environ.pop(PARENT_RUN_ENV, None)
+        finish_parent_run(self.uri, str(self.run_id), ok=ok)
+
+
+# Parent runs opened in this process and not yet closed: Hydra skips on_multirun_end when a job
+# raises (or the sweep is interrupted), so the entry point closes these as FAILED on its way out.
+_open_sweeps: list[MlflowSweepCallback] = []
+
+
+def close_interrupted_sweeps() -> None:
+    """Mark the parent run of every sweep that stopped early FAILED (never left RUNNING)."""
+    while _open_sweeps:
+        sweep = _open_sweeps[-1]
+        try:
+            sweep._close(ok=False)
+        except Exception as err:  # the tracking server may be what failed
+            _open_sweeps.remove(sweep)
+            logger.warning("could not close the sweep's parent run %s: %s", sweep.run_id, err)

@@ -247,9 +247,17 @@ def start_parent_run(
 
 
 def finish_parent_run(uri: str, run_id: str, ok: bool) -> None:
+    """Close a sweep's parent run: FAILED if the sweep failed or any child run did (jobs in
+    worker processes report their failure only through their own run)."""
     from mlflow.tracking import MlflowClient
 
-    MlflowClient(tracking_uri=uri).set_terminated(run_id, status="FINISHED" if ok else "FAILED")
+    client = MlflowClient(tracking_uri=uri)
+    parent = client.get_run(run_id)
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'"
+    )
+    ok = ok and all(child.info.status != "FAILED" for child in children)
+    retry_when_locked(client.set_terminated, run_id, status="FINISHED" if ok else "FAILED")
 
 
 def make_tracker(backend: str, uri: str, experiment_name: str, artifact_dir: str) -> Tracker:

@@ -178,3 +178,37 @@ def test_killed_evaluation_resumes_with_the_metrics_of_an_uninterrupted_run(tmp_
     assert b["arms"]["rag"]["reused_answers"] == 0
     answers = [(p["arm"], p["qa_id"], p["prediction"]) for p in a["predictions"]]
     assert answers == [(p["arm"], p["qa_id"], p["prediction"]) for p in b["predictions"]]
+
+
+def test_an_identical_rerun_loads_no_model_and_reuses_the_throughput(
+    tmp_path, tiny_model_dir, monkeypatch
+):
+    from evaluate import execution
+
+    config = _config(
+        tmp_path / "cache",
+        "eval.arms=[closed_book]",
+        "eval.throughput_batch_size=2",
+        "eval.throughput_questions=2",
+    )
+    first, first_throughput = execution.run_all_arms(config, QUESTIONS, None, tiny_model_dir, None)
+    assert first_throughput["closed_book"]["tokens_per_s"] > 0
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("loaded the model although answers and throughput were journaled")
+
+    monkeypatch.setattr(execution, "base_generator", no_model)
+    again, again_throughput = execution.run_all_arms(config, QUESTIONS, None, tiny_model_dir, None)
+    assert again_throughput == first_throughput
+    assert [p.prediction for p in again["closed_book"]] == [
+        p.prediction for p in first["closed_book"]
+    ]
+    fresh = _config(
+        tmp_path / "cache",
+        "eval.arms=[closed_book]",
+        "eval.throughput_batch_size=2",
+        "eval.throughput_questions=2",
+        "eval.reuse_answers=false",
+    )
+    with pytest.raises(AssertionError, match="loaded the model"):
+        execution.run_all_arms(fresh, QUESTIONS, None, tiny_model_dir, None)

@@ -118,3 +118,33 @@ def test_submitit_local_executor_runs_a_sweep_job(tmp_path):
     # submitit's own record of the job, in a folder named after its job id (here: the pid)
     (job_folder,) = [p for p in (sweep_dir / ".submitit").iterdir() if p.name.isdigit()]
     assert list(job_folder.glob("*_result.pkl")) and list(job_folder.glob("*_log.out"))
+
+
+def test_a_failing_job_fails_the_parent_and_the_sweep_file_holds_no_secret(tmp_path):
+    """The second job cannot train its index: the sweep stops with the error, the parent run is
+    closed FAILED (not left RUNNING), and multirun.yaml has the planted key redacted."""
+    from mlflow.tracking import MlflowClient
+
+    planted = "sk-PLANTEDsweep0123456789abcdef"
+    proc = run_sweep(
+        tmp_path,
+        "experiment=smoke",
+        "eval.throughput_batch_size=0",
+        "qa.max_eval_questions=2",
+        "eval.arms=[rag]",
+        f"+tracking.tags.api_key={planted}",
+        "retriever.index_factory=Flat,'IVF4096,Flat'",
+    )
+    assert proc.returncode != 0
+    assert "IVF4096" in proc.stderr + proc.stdout
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("kind") == "sweep"]
+    assert parent.info.status == "FAILED"
+    children = {
+        r.data.params["retriever.index_factory"]: r.info.status for r in runs if r != parent
+    }
+    assert children == {"Flat": "FINISHED", "IVF4096,Flat": "FAILED"}
+    (multirun,) = (tmp_path / "multirun").rglob("multirun.yaml")
+    text = multirun.read_text()
+    assert planted not in text and "REDACTED" in text
