@@ -52,7 +52,7 @@ PART_SETTINGS = {
         "lora_blocks",
     ),
     "roofline": ("bandwidth_bytes", "generate_tokens", "repeats"),
-    "index": ("index_n", "index_clusters"),
+    "index": ("index_n", "index_clusters", "index_ef_construction"),
     "ingest": ("ingest_documents",),
 }
 
@@ -87,8 +87,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--index-clusters",
         type=int,
-        default=0,
-        help="index part: 0 = isotropic random vectors (default), C > 0 = C Gaussian clusters",
+        default=1000,
+        help="index part: C > 0 = C Gaussian clusters (default 1000, closer to real embeddings), "
+        "0 = isotropic random vectors (approximate search's worst case)",
+    )
+    p.add_argument(
+        "--index-ef-construction",
+        type=int,
+        default=128,
+        help="index part: HNSW build breadth (retriever.ef_construction; FAISS's default is 40)",
     )
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where latest.* go")
     p.add_argument("--no-merge", action="store_true", help="drop parts not run from latest.*")
@@ -105,7 +112,13 @@ def main(argv: list[str] | None = None) -> int:
         settings = replace(settings, index_n=args.index_n)
     if args.index_clusters < 0:
         parser().error(f"--index-clusters must be >= 0, got {args.index_clusters}")
-    settings = replace(settings, index_clusters=args.index_clusters)
+    if args.index_ef_construction < 1:
+        parser().error(f"--index-ef-construction must be >= 1, got {args.index_ef_construction}")
+    settings = replace(
+        settings,
+        index_clusters=args.index_clusters,
+        index_ef_construction=args.index_ef_construction,
+    )
     values = asdict(settings)
     command = "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv)
     parts = {}

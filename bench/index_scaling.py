@@ -85,6 +85,7 @@ def measure(
     search_threads: int,
     exact: np.ndarray | None,
     ef_sweep: tuple[int, ...] = (),
+    ef_construction: int | None = None,
 ) -> dict:
     """Runs in a fresh process: build, time searches, compare with the exact neighbours; for
     HNSW also at every efSearch of ``ef_sweep`` (p50 and recall at each)."""
@@ -96,7 +97,12 @@ def measure(
     stats: dict = {}
     started = time.perf_counter()
     index = build_streaming(
-        Path(vectors_path), factory, train_size=train_size, progress=False, stats=stats
+        Path(vectors_path),
+        factory,
+        train_size=train_size,
+        progress=False,
+        stats=stats,
+        ef_construction=ef_construction if "HNSW" in factory else None,
     )
     build_s = time.perf_counter() - started
     apply_search_params(
@@ -172,6 +178,7 @@ def run_scaling(
     workdir: Path | None = None,
     log=print,
     ef_sweep: tuple[int, ...] = (),
+    ef_construction: int | None = None,
 ) -> list[dict]:
     """One row per index type (Flat first: it gives the exact neighbours), each measured in a
     fresh process; ``log`` receives progress lines."""
@@ -193,7 +200,13 @@ def run_scaling(
             with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
                 job = (factory, str(path), probes, k, nprobe, ef_search)
                 row = pool.submit(
-                    measure, *job, train_size, search_threads, exact, tuple(ef_sweep)
+                    measure,
+                    *job,
+                    train_size,
+                    search_threads,
+                    exact,
+                    tuple(ef_sweep),
+                    ef_construction,
                 ).result()
             if exact is None:
                 exact = row["ids"]
@@ -217,6 +230,12 @@ def main() -> int:
         nargs="*",
         default=[],
         help="also time HNSW at these efSearch values (p50 and recall at each)",
+    )
+    parser.add_argument(
+        "--ef-construction",
+        type=int,
+        default=None,
+        help="HNSW build breadth (retriever.ef_construction); default: FAISS's 40",
     )
     parser.add_argument("--train-size", type=int, default=None, help="default: 64 per centroid")
     parser.add_argument("--factories", nargs="+", default=None, help="default: see --help")
@@ -249,6 +268,7 @@ def main() -> int:
         args.workdir,
         log=lambda line: print(line, flush=True),
         ef_sweep=tuple(args.ef_sweep),
+        ef_construction=args.ef_construction,
     )
     print_table(rows, args)
     if args.json:

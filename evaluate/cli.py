@@ -17,8 +17,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from evaluate.config import Config, ConfigError, validate
+from evaluate.config import Config, ConfigError
 from evaluate.redact import redact_hydra_folder, redact_override
+from evaluate.validation import validate
 
 logger = logging.getLogger("ragtune")
 

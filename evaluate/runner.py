@@ -155,6 +155,7 @@ class Experiment:
                 ef_search=r.ef_search,
                 use_gpu=r.use_gpu,
                 train_size=r.train_size,
+                ef_construction=r.ef_construction,
                 rrf_k=r.rrf_k,
                 bm25_weight=r.bm25_weight,
                 reranker_model=r.reranker.model,

@@ -24,9 +24,10 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from evaluate.budget import BudgetError, JobEstimate, estimate_job, guard
-from evaluate.config import Config, ConfigError, validate
+from evaluate.config import Config, ConfigError
 from evaluate.redact import redact_multirun_file, redact_override
 from evaluate.tracking import PARENT_RUN_ENV, finish_parent_run, start_parent_run
+from evaluate.validation import validate
 
 logger = logging.getLogger(__name__)
 

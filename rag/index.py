@@ -74,11 +74,15 @@ class ChunkIndex:
 
 
 def index_spec(
-    factory: str, metric: str = "inner_product", train_size: int | None = None, seed: int = 0
+    factory: str,
+    metric: str = "inner_product",
+    train_size: int | None = None,
+    seed: int = 0,
+    ef_construction: int | None = None,
 ) -> dict:
     import faiss
 
-    return {
+    spec = {
         "factory": factory,
         "metric": metric,
         "train_size": train_size,
@@ -86,6 +90,9 @@ def index_spec(
         "faiss": faiss.__version__,
         "builder": BUILDER_VERSION,
     }
+    if ef_construction is not None:  # only when set: the keys of default builds stay as they were
+        spec["ef_construction"] = ef_construction
+    return spec
 
 
 def index_key(chunks: list[Chunk], embedder: Embedder, factory: str, **spec) -> str:
@@ -112,6 +119,7 @@ def build_or_load_index(
     seed: int = 0,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+    ef_construction: int | None = None,
 ) -> ChunkIndex:
     """Return the cached index for exactly these chunks, embedder and spec, building it if new.
 
@@ -122,12 +130,20 @@ def build_or_load_index(
         raise ValueError("the corpus produced no chunks: check corpus settings and documents")
     if train_size is not None and train_size < 1:
         raise IndexSpecError(f"retriever.train_size must be >= 1 or null, got {train_size}")
-    empty = make_index(factory, embedder.dimension, metric)
+    empty = make_index(factory, embedder.dimension, metric, ef_construction)
     check_trainable(empty, factory, len(chunks), warn=False)
     if use_gpu:
         require_gpu()
-    spec = index_spec(factory, metric, train_size, seed)
-    key = index_key(chunks, embedder, factory, metric=metric, train_size=train_size, seed=seed)
+    spec = index_spec(factory, metric, train_size, seed, ef_construction)
+    key = index_key(
+        chunks,
+        embedder,
+        factory,
+        metric=metric,
+        train_size=train_size,
+        seed=seed,
+        ef_construction=ef_construction,
+    )
 
     def build(tmp: Path) -> None:
         embeddings = cached_embeddings(
@@ -148,6 +164,7 @@ def build_or_load_index(
             seed=seed,
             progress=progress,
             stats=stats,
+            ef_construction=ef_construction,
         )
         index_s = time.perf_counter() - started
         write_entry(

@@ -168,6 +168,7 @@ def build_retriever(
     ef_search: int | None = None,
     use_gpu: bool = False,
     train_size: int | None = None,
+    ef_construction: int | None = None,
     rrf_k: float = RRF_K,
     bm25_weight: float = 1.0,
     reranker_model: str | None = None,
@@ -196,6 +197,7 @@ def build_retriever(
             use_gpu=use_gpu,
             train_size=train_size,
             lock_timeout_s=lock_timeout_s,
+            ef_construction=ef_construction,
         )
     if mode != "dense":
         bm25 = BM25Index(chunks)

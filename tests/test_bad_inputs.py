@@ -496,7 +496,8 @@ def test_duplicate_questions_are_dropped_and_counted(tmp_path):
 
 
 def test_missing_package_names_the_install_command(monkeypatch):
-    from evaluate.config import ConfigError, _validate_model_name
+    from evaluate.config import ConfigError
+    from evaluate.validation import _validate_model_name
     from rag import models
 
     alias = next(iter(models.GENERATOR_ALIASES))

@@ -229,7 +229,12 @@ def test_cli_records_a_failed_part_and_keeps_the_others(tmp_path, monkeypatch, c
     assert "MemoryError: planted failure" in saved["parts"]["index"]["error"]
     assert saved["parts"]["ingest"]["checks"][0]["met"] is True
     settings = saved["parts"]["index"]["settings"]
-    assert settings == {"quick": True, "index_n": 20_000, "index_clusters": 0}
+    assert settings == {
+        "quick": True,
+        "index_n": 20_000,
+        "index_clusters": 1000,
+        "index_ef_construction": 128,
+    }
     assert "| ingest | docs/s | >= 333 docs/s | 500 docs/s | met" in capsys.readouterr().out
     assert (tmp_path / "latest.md").is_file()
 

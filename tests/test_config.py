@@ -13,7 +13,8 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
 from evaluate.cli import CONF_DIR, to_config
-from evaluate.config import Config, ConfigError, validate
+from evaluate.config import Config, ConfigError
+from evaluate.validation import validate
 
 
 def composed(*overrides: str) -> Config:

@@ -90,9 +90,9 @@ def uninterrupted(tmp_path_factory, tiny_model_dir) -> dict:
     return json.loads((cwd / "out" / "results.json").read_text())
 
 
-# "index" (killed between index.faiss and the manifest) passes too; "embed" already kills
-# inside both the index build and the nested embeddings build, so it stands for both.
-@pytest.mark.parametrize("point", ["ingest", "embed"])
+# ingest: after the first corpus file is read; embed: inside the index build and its nested
+# embeddings build; index: between index.faiss and the manifest of the entry.
+@pytest.mark.parametrize("point", ["ingest", "embed", "index"])
 def test_killed_run_resumes_to_the_same_scores(point, uninterrupted, tmp_path, tiny_model_dir):
     cache = _cache_with_tiny_model(tmp_path / "cache", tiny_model_dir)
     proc = _start(tmp_path, cache, "killed", pause_at=point)

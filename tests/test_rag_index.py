@@ -103,6 +103,24 @@ def test_search_knobs_are_applied_and_inapplicable_ones_ignored(tmp_path, caplog
         build_or_load_index(CHUNKS, EMBEDDER, tmp_path, "HNSW16", False, ef_search=0)
 
 
+def test_hnsw_build_breadth_is_applied_and_part_of_the_cache_key(tmp_path, caplog):
+    import faiss
+
+    default = build_or_load_index(CHUNKS, EMBEDDER, tmp_path, "HNSW16", False)
+    wide = build_or_load_index(CHUNKS, EMBEDDER, tmp_path, "HNSW16", False, ef_construction=97)
+    assert wide.key != default.key and not wide.reused
+    assert "ef_construction" not in default.manifest and wide.manifest["ef_construction"] == 97
+    assert faiss.downcast_index(default.index).hnsw.efConstruction == 40  # FAISS's default
+    assert faiss.downcast_index(wide.index).hnsw.efConstruction == 97
+    again = build_or_load_index(CHUNKS, EMBEDDER, tmp_path, "HNSW16", False, ef_construction=97)
+    assert again.reused and faiss.downcast_index(again.index).hnsw.efConstruction == 97
+    with caplog.at_level(logging.WARNING, logger="rag.faiss_build"):
+        build_or_load_index(CHUNKS, EMBEDDER, tmp_path, "Flat", False, ef_construction=64)
+    assert "retriever.ef_construction=64 does not apply to 'Flat'" in caplog.text
+    with pytest.raises(IndexSpecError, match="retriever.ef_construction must be >= 1"):
+        build_or_load_index(CHUNKS, EMBEDDER, tmp_path, "HNSW16", False, ef_construction=0)
+
+
 def test_l2_metric_ranks_like_inner_product_on_normalised_vectors(tmp_path):
     ip = build_or_load_index(CHUNKS, EMBEDDER, tmp_path, "Flat", False)
     l2 = build_or_load_index(CHUNKS, EMBEDDER, tmp_path, "Flat", False, metric="l2")
