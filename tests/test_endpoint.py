@@ -153,9 +153,10 @@ class FakeOpenAIServer(ThreadingHTTPServer):
         pass  # writes to sockets the client closed on purpose (timeout tests)
 
 
-@pytest.fixture(scope="module")
-def server():
-    httpd = FakeOpenAIServer(("127.0.0.1", 0), FakeOpenAIHandler)
+def serving(handler: type[FakeOpenAIHandler]):
+    """A fake OpenAI server with ``handler`` on a free 127.0.0.1 port, for a fixture to yield
+    from; shut down afterwards."""
+    httpd = FakeOpenAIServer(("127.0.0.1", 0), handler)
     httpd.scenario, httpd.requests = "ok", []
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
     thread.daemon = True
@@ -164,6 +165,11 @@ def server():
     httpd.shutdown()
     httpd.server_close()
     thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def server():
+    yield from serving(FakeOpenAIHandler)
 
 
 _OPEN: list[EndpointGenerator] = []

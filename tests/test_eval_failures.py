@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 
 import pytest
-from test_endpoint import FakeOpenAIHandler, FakeOpenAIServer
+from test_endpoint import FakeOpenAIHandler, serving
 
 from evaluate.arms import TooManyFailuresError, run_arm
 from evaluate.metrics import percentile
@@ -49,15 +48,7 @@ class PerQuestionHandler(FakeOpenAIHandler):
 
 @pytest.fixture(scope="module")
 def server():
-    httpd = FakeOpenAIServer(("127.0.0.1", 0), PerQuestionHandler)
-    httpd.requests = []
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
+    yield from serving(PerQuestionHandler)
 
 
 def _endpoint(server, **kwargs) -> EndpointGenerator:

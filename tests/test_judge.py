@@ -4,10 +4,9 @@ and the tiny in-process judge's tokens reaching the evaluation cost line."""
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
-from test_endpoint import FakeOpenAIHandler, FakeOpenAIServer
+from test_endpoint import FakeOpenAIHandler, serving
 
 from evaluate.arms import Prediction
 from evaluate.judge import judge_messages, judge_predictions, parse_verdict
@@ -62,15 +61,7 @@ class ScriptedJudgeHandler(FakeOpenAIHandler):
 
 @pytest.fixture(scope="module")
 def judge_server():
-    httpd = FakeOpenAIServer(("127.0.0.1", 0), ScriptedJudgeHandler)
-    httpd.requests = []
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
+    yield from serving(ScriptedJudgeHandler)
 
 
 def _prediction(qa_id: str, answer: str, gold: list[str], error: str | None = None) -> Prediction:
