@@ -18,7 +18,6 @@ the batched throughput measurement is costed at batch 1, so the estimate errs hi
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import math
 import re
@@ -30,6 +29,7 @@ from costing import formulas
 from costing.catalog import Hardware, find_hardware, load_hardware_catalog
 from costing.rates import measuring_rates
 from evaluate.config import FINETUNE_ARMS, RAG_ARMS, Config, cost_settings
+from rag.cache import count_parameters
 
 TERA = 1e12
 BYTES_PER_PARAM = 4  # weights are float32 in-process (the GGUF model is dequantised to float32)
@@ -86,9 +86,9 @@ def model_params(config: Config) -> int:
         return int(config.budget.model_params)
     if name in ALIAS_PARAMS:
         return ALIAS_PARAMS[name]
-    folder = Path(name).expanduser()
-    if folder.is_dir() and list(folder.glob("*.safetensors")):
-        return sum(_safetensors_params(path) for path in folder.glob("*.safetensors"))
+    stored = count_parameters(Path(name).expanduser())
+    if stored:
+        return stored
     match = _SIZE_IN_NAME.search(Path(name).name)
     if match:
         return int(float(match.group(1)) * (1e6 if match.group(2).lower() == "m" else 1e9))
@@ -102,16 +102,7 @@ def embedder_params(name: str) -> int:
     (Devlin et al. 2019), the size of most sentence-transformers encoders or larger."""
     if name in EMBEDDER_PARAMS:
         return EMBEDDER_PARAMS[name]
-    folder = Path(name).expanduser()
-    found = list(folder.rglob("*.safetensors")) if folder.is_dir() else []
-    return sum(_safetensors_params(path) for path in found) if found else BERT_BASE_PARAMS
-
-
-def _safetensors_params(path: Path) -> int:
-    """Parameter count from a safetensors header (8-byte length + JSON of shapes), no weights."""
-    with path.open("rb") as handle:
-        header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
-    return sum(math.prod(t["shape"]) for k, t in header.items() if k != "__metadata__")
+    return count_parameters(Path(name).expanduser(), recursive=True) or BERT_BASE_PARAMS
 
 
 def workload(config: Config) -> Workload:
@@ -125,9 +116,21 @@ def workload(config: Config) -> Workload:
                 f"cannot size corpus.source={c.source!r} before loading it: "
                 "set budget.corpus_tokens"
             )
-        doc_tokens = sum(p.stat().st_size for p in _corpus_files(config)) / CHARS_PER_TOKEN
+        from rag.formats import CorpusError
+        from rag.ingest import corpus_files
+
+        try:
+            files = corpus_files(list(c.paths), c.recursive, c.max_files)
+        except CorpusError as err:
+            raise BudgetError(str(err)) from None
+        doc_tokens = sum(p.stat().st_size for p in files) / CHARS_PER_TOKEN
     if q.source == "file":
-        pairs = _count_records(Path(str(q.path)).expanduser())
+        from rag.qa_sets import QAFileError, count_qa_rows
+
+        try:
+            pairs = count_qa_rows(Path(str(q.path)).expanduser())
+        except QAFileError as err:
+            raise BudgetError(str(err)) from None
     else:  # cloze / lm synthesis: qa.max_per_chunk per chunk of qa.chunk_words words
         chunks = math.ceil(doc_tokens / TOKENS_PER_WORD / q.chunk_words)
         pairs = min(chunks, q.max_chunks or chunks) * q.max_per_chunk
@@ -175,32 +178,6 @@ def _builtin_workload(config: Config) -> Workload:
         question_tokens=sum(len(p.question) for p in pairs) / len(pairs) / CHARS_PER_TOKEN,
         answer_tokens=sum(len(p.answers[0]) for p in pairs) / len(pairs) / CHARS_PER_TOKEN,
     )
-
-
-def _corpus_files(config: Config) -> list[Path]:
-    c = config.corpus
-    files: list[Path] = []
-    for entry in c.paths:
-        path = Path(entry).expanduser()
-        if path.is_dir():
-            found = path.rglob("*") if c.recursive else path.glob("*")
-            files += sorted(p for p in found if p.is_file() and not p.name.startswith("."))
-        elif path.is_file():
-            files.append(path)
-        else:  # a glob
-            files += sorted(p for p in Path().glob(str(entry)) if p.is_file())
-    return files[: c.max_files] if c.max_files else files
-
-
-def _count_records(path: Path) -> int:
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if path.suffix.lower() == ".json":
-        data = json.loads(text)
-        if isinstance(data, dict):  # {"questions": [...]}-style wrappers
-            data = next((v for v in data.values() if isinstance(v, list)), [])
-        return len(data)
-    lines = [line for line in text.splitlines() if line.strip()]
-    return len(lines) - (1 if path.suffix.lower() == ".csv" else 0)
 
 
 def _hours_stage(config: Config, hw: Hardware, n: int, work: Workload) -> dict[str, float]:

@@ -3,36 +3,15 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from costing.measurement import ArmMeasurement, ModelFacts
 from costing.report import build_cost_report
 from evaluate.arms import Prediction
 from evaluate.config import FINETUNE_ARMS, RAG_ARMS, Config, cost_settings
+from rag.cache import count_parameters
 
 logger = logging.getLogger(__name__)
-
-
-def count_parameters(model_path: str | None) -> int | None:
-    """Parameters stored in a local safetensors checkpoint, read from the headers only."""
-    if not model_path or not Path(model_path).is_dir():
-        return None
-    files = sorted(Path(model_path).glob("*.safetensors"))
-    if not files:
-        return None
-    from safetensors import safe_open
-
-    total = 0
-    for file in files:
-        with safe_open(str(file), framework="pt") as handle:
-            for name in handle.keys():  # noqa: SIM118 - safe_open is not a mapping
-                shape = handle.get_slice(name).get_shape()
-                count = 1
-                for dim in shape:
-                    count *= dim
-                total += count
-    return total
 
 
 def evaluation_costs(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -110,3 +111,21 @@ def model_fingerprint(model: str) -> str:
     except OSError:
         logger.debug("could not memoise the fingerprint of %s (read-only?)", path)
     return fingerprint
+
+
+def count_parameters(model: str | Path | None, recursive: bool = False) -> int | None:
+    """Parameters stored in a local folder's safetensors files, read from their headers only
+    (8-byte little-endian length + JSON of tensor shapes); None for a hub id or a folder
+    without safetensors. ``recursive`` also counts sub-folders (sentence-transformers)."""
+    if not model or not Path(model).is_dir():
+        return None
+    folder = Path(model)
+    files = sorted(folder.rglob("*.safetensors") if recursive else folder.glob("*.safetensors"))
+    if not files:
+        return None
+    total = 0
+    for file in files:
+        with file.open("rb") as handle:
+            header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
+        total += sum(math.prod(t["shape"]) for k, t in header.items() if k != "__metadata__")
+    return total

@@ -159,6 +159,24 @@ def _expand(entry: str | Path, recursive: bool) -> list[tuple[Path, Path]]:
     )
 
 
+def corpus_files(
+    paths: str | Path | Sequence[str | Path], recursive: bool = True, max_files: int | None = None
+) -> list[Path]:
+    """The files ``load_user_corpus`` would look at for these entries (saved datasets and
+    ``hf:`` entries excluded), in its order, before format checks; a missing path or an empty
+    folder is a ``CorpusError``."""
+    entries = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    files: dict[Path, Path] = {}
+    for entry in entries:
+        text = str(entry)
+        if text.startswith(HF_PREFIX) or (Path(text).is_dir() and _is_saved_dataset(Path(text))):
+            continue
+        for _, file in _expand(entry, recursive):
+            files.setdefault(file.resolve(), file)
+    found = list(files.values())
+    return found[:max_files] if max_files else found
+
+
 class _Collector:
     """Accumulates documents and the report; rejects duplicate ids."""
 

@@ -84,6 +84,11 @@ def _rows(path: Path) -> list[tuple[str, Any]]:
     return [(f"row {i} (line {i + 1})", row) for i, row in enumerate(reader, start=1)]
 
 
+def count_qa_rows(path: Path) -> int:
+    """Rows in a question file as ``load_qa_file`` reads them (before validating them)."""
+    return len(_rows(path))
+
+
 def _as_list(value: Any) -> list[str]:
     if value is None:
         return []

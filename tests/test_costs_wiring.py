@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from evaluate.arms import Prediction
-from evaluate.costs import arm_measurement, count_parameters
+from evaluate.costs import arm_measurement
+from rag.cache import count_parameters
 
 
 def prediction(arm: str, retrieval_s: float = 0.0) -> Prediction:
