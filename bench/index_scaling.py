@@ -5,7 +5,8 @@
 
 N random vectors (standard normal, then L2-normalised; seeded) are streamed to a float32 .npy
 file in batches, and each index type is built from that file in its own fresh process with
-``rag.faiss_build.build_streaming`` (train on a sample, then add batch by batch), so the peak
+``rag.retrieval.faiss_build.build_streaming`` (train on a sample, then add batch by batch), so the
+peak
 resident set size (VmHWM) reported is that index type's alone: the vectors are never all
 in memory except inside a Flat or HNSW index itself (1M x 384 x 4 B = 1.5 GB). ``start_rss_mb``
 is the process after importing numpy and FAISS, before building.
@@ -53,7 +54,7 @@ def sample_vectors(rng, count: int, dim: int, centers: np.ndarray | None) -> np.
 
 
 def write_vectors(path: Path, n: int, dim: int, seed: int, centers, batch_rows: int = 65536):
-    from rag.vectors import NpyWriter
+    from rag.retrieval.vectors import NpyWriter
 
     rng = np.random.default_rng(seed)
     with NpyWriter(path, n, dim) as writer:
@@ -91,7 +92,7 @@ def measure(
     HNSW also at every efSearch of ``ef_sweep`` (p50 and recall at each)."""
     import faiss
 
-    from rag.faiss_build import apply_search_params, build_streaming
+    from rag.retrieval.faiss_build import apply_search_params, build_streaming
 
     base_mb = peak_rss_mb()
     stats: dict = {}

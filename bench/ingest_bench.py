@@ -21,9 +21,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from rag.chunking import STRATEGIES, chunk_corpus  # noqa: E402
-from rag.ingest import load_user_corpus  # noqa: E402
-from rag.qa_synthesis import synthesize_qa  # noqa: E402
+from rag.corpus.chunking import STRATEGIES, chunk_corpus  # noqa: E402
+from rag.corpus.ingest import load_user_corpus  # noqa: E402
+from rag.qa.synthesis import synthesize_qa  # noqa: E402
 
 ROWS_PER_JSONL = 500
 WORDS = (
@@ -75,12 +75,12 @@ def load_tokenizer(name: str):
     if name == "none":
         return None
     if name == "tiny":
-        from rag.tiny import build_tiny_tokenizer
+        from rag.core.tiny import build_tiny_tokenizer
 
         return build_tiny_tokenizer()
     from transformers import AutoTokenizer
 
-    from rag.models import resolve_embedder
+    from rag.core.models import resolve_embedder
 
     return AutoTokenizer.from_pretrained(resolve_embedder("all-minilm-l6-v2"))
 

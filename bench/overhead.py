@@ -25,7 +25,7 @@ import numpy as np
 from bench.timing import interleaved, paired_ratio, per_item
 
 if TYPE_CHECKING:
-    from finetune.lora import LoraSettings
+    from finetune.settings import LoraSettings
 
 logger = logging.getLogger(__name__)
 
@@ -67,13 +67,14 @@ def encode_overhead(
     batch_size: int = 64,
     corpus: list[str] | None = None,
 ) -> dict:
-    """rag.embedder.SentenceTransformerEmbedder.embed vs SentenceTransformer.encode (separately
+    """rag.retrieval.embedder.SentenceTransformerEmbedder.embed vs SentenceTransformer.encode
+    (separately
     loaded, same batch size, normalised, numpy out) on ``corpus`` or ``texts`` chunk-like
     texts."""
     from sentence_transformers import SentenceTransformer
 
-    from rag.embedder import SentenceTransformerEmbedder
-    from rag.models import resolve_embedder
+    from rag.core.models import resolve_embedder
+    from rag.retrieval.embedder import SentenceTransformerEmbedder
 
     corpus = list(corpus) if corpus is not None else chunk_texts(texts)
     texts = len(corpus)
@@ -119,13 +120,14 @@ def search_overhead(
     repeats: int = 5,
     factory: str = "Flat",
 ) -> dict:
-    """rag.index.search on a ChunkIndex built and loaded by rag.index.build_or_load_index vs
+    """rag.retrieval.index.search on a ChunkIndex built and loaded by
+    rag.retrieval.index.build_or_load_index vs
     index.search on the same FAISS index object; batch-1 queries, one OpenMP thread."""
     import faiss
 
     from bench.index_scaling import sample_vectors
-    from rag.index import build_or_load_index, search
-    from rag.types import Chunk
+    from rag.core.types import Chunk
+    from rag.retrieval.index import build_or_load_index, search
 
     data = sample_vectors(np.random.default_rng(0), vectors, dim, None)
     probes = sample_vectors(np.random.default_rng(1), queries, dim, None)
@@ -161,13 +163,13 @@ def search_overhead(
 
 
 def generate_overhead(model_path: str, max_new_tokens: int = 64, repeats: int = 5) -> list[dict]:
-    """rag.generation.ChatGenerator.generate (chat template, token clock, decode) vs
+    """evaluate.backends.transformers.ChatGenerator.generate (chat template, token clock, decode) vs
     model.generate on the pre-tokenised prompt, greedy, no streamer, under inference_mode as
     ours; a third candidate adds the token clock to the bare call, to show the streamer's own
     cost. Per generated token."""
     import torch
 
-    from rag.generation import ChatGenerator, _TokenClock
+    from evaluate.backends.transformers import ChatGenerator, _TokenClock
 
     generator = ChatGenerator.load(model_path, max_new_tokens=max_new_tokens)
     model, tokenizer = generator.model, generator.tokenizer
@@ -229,7 +231,7 @@ def lora_settings_from_config(config_path: Path) -> LoraSettings:
 
     from omegaconf import OmegaConf
 
-    from finetune.lora import LoraSettings as Settings
+    from finetune.settings import LoraSettings as Settings
 
     values = OmegaConf.to_container(OmegaConf.load(config_path), resolve=True)
     known = {f.name for f in fields(Settings)}

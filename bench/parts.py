@@ -119,7 +119,7 @@ def run_part(name: str, measure: Callable[[PartResult], None], settings: dict) -
 
 
 def generator_path() -> str:
-    from rag.models import default_cache_dir, resolve_generator
+    from rag.core.models import default_cache_dir, resolve_generator
 
     return resolve_generator(GENERATOR, default_cache_dir())
 
@@ -275,7 +275,8 @@ def measure_roofline(part: PartResult, s: Settings) -> None:
     }
     part.notes.append(
         f"Roofline = parameter bytes / copy bandwidth ({GENERATOR}, batch 1, greedy; TPOT from "
-        "the token clock of rag.generation). The bandwidth counts read + write bytes of a "
+        "the token clock of evaluate.backends.transformers). The bandwidth counts read + write "
+        "bytes of a "
         "copy (STREAM convention) from one numpy thread; the all-threads torch copy is shown "
         "beside it because decoding uses every core. Read it with the overhead part's "
         "'generate' row: when ours/bare is about 1, the time above the roofline is spent inside "

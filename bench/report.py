@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rag.cache import atomic_write_text
+from evaluate.records import tables
+from rag.core.cache import atomic_write_text
 
 OPERATORS = ("<=", ">=")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -143,7 +144,9 @@ def render_markdown(results: dict[str, Any]) -> str:
     ]
     for name, part in results["parts"].items():
         if part.get("error"):
-            lines.append(f"| {name} | (failed) | | | {_cell(part['error'].splitlines()[-1])} |")
+            lines.append(
+                f"| {name} | (failed) | | | {tables.cell(part['error'].splitlines()[-1])} |"
+            )
         for check in part.get("checks", []):
             lines.append(
                 f"| {name} | {check['metric']} | {check['op']} "
@@ -171,16 +174,11 @@ def render_markdown(results: dict[str, Any]) -> str:
 
 
 def markdown_table(columns: list[str], rows: list[dict[str, Any]]) -> list[str]:
-    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        out.append("| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |")
-    return out
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        value = format_value(value)
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    cells = [
+        [format_value(v) if isinstance(v, float) else v for v in (row.get(c, "") for c in columns)]
+        for row in rows
+    ]
+    return tables.markdown_table(columns, cells).split("\n")
 
 
 def _loads(values: list[float]) -> str:

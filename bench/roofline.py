@@ -61,10 +61,11 @@ def parameter_bytes(model) -> int:
 
 
 def decode_tpot(model_path: str, max_new_tokens: int = 64, repeats: int = 5) -> dict:
-    """Median TPOT (rag.generation token clock) of batch-1 greedy chat generation."""
+    """Median TPOT (evaluate.backends.transformers token clock) of batch-1 greedy chat
+    generation."""
     import torch
 
-    from rag.generation import ChatGenerator
+    from evaluate.backends.transformers import ChatGenerator
 
     generator = ChatGenerator.load(model_path, max_new_tokens=max_new_tokens)
     messages = [{"role": "user", "content": LONG_PROMPT}]

@@ -15,7 +15,6 @@ from costing.catalog import (
 )
 from costing.cost import Cost, Rates
 from costing.energy import EnergyMeter, MeasuredEnergy
-from costing.estimate import break_even_queries, compare_break_even, cost_arm, cost_stage
 from costing.hybrid import ArmSummary, hybrid_edge_cloud
 from costing.measurement import ArmMeasurement, ModelFacts
 from costing.prices import ApiPrice, api_bill, find_api_price, load_api_prices
@@ -30,11 +29,10 @@ from costing.settings import (
     ReportSettings,
     TrafficSettings,
 )
-from costing.types import ArmCost, CostSettings, StageCost
+from costing.types import CostSettings
 
 __all__ = [
     "ApiPrice",
-    "ArmCost",
     "ArmMeasurement",
     "ArmSummary",
     "Cost",
@@ -52,14 +50,9 @@ __all__ = [
     "QoESettings",
     "Rates",
     "ReportSettings",
-    "StageCost",
     "TrafficSettings",
     "api_bill",
-    "break_even_queries",
     "build_cost_report",
-    "compare_break_even",
-    "cost_arm",
-    "cost_stage",
     "find_api_price",
     "find_hardware",
     "find_region",

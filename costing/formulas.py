@@ -105,12 +105,20 @@ def forward_flops(n_params: float, tokens: float) -> float:
 
 
 def lora_training_flops(n_params: float, n_trainable_params: float, tokens: float) -> float:
-    """(4 * N + 2 * N_trainable) * D for adapter training with frozen base weights.
+    """(4 * N + 2 * N_trainable) * D FLOPs for training with some weights frozen (LoRA).
 
-    Forward 2N, activation gradients 2N (they still flow through the frozen layers), weight
-    gradients only for the 2 * N_trainable adapter weights. N counts all weights, adapters
-    included. Slightly high, since no activation gradient is needed below the lowest adapter;
-    gradient checkpointing adds one more forward pass (2 * N * D) that is not counted here.
+    A dense matmul with N weights costs about 2 * N FLOPs per token forward (Kaplan et al. 2020,
+    arXiv:2001.08361, section 2.1). The backward pass has two parts of that size: activation
+    gradients (dL/dx = W^T dL/dy), 2 * N per token for every weight, frozen or not, because the
+    gradient must flow back through frozen layers to reach earlier adapters; and weight
+    gradients (dL/dW), 2 * N per token only for weights that train. Full fine-tuning
+    (N_trainable = N) gives Kaplan's 6 * N * D; LoRA with N_trainable << N about 4 * N * D.
+
+    N counts every weight the model holds, embeddings and adapters included (a deliberate
+    overestimate against Kaplan's non-embedding count); D counts non-padding tokens; attention's
+    sequence-length term is left out, as in 6 * N * D. Slightly high, since no activation
+    gradient is needed below the lowest adapter; gradient checkpointing adds one more forward
+    pass (2 * N * D) that is not counted here.
     """
     n_total = check_number("n_params", n_params)
     n_trainable = check_number("n_trainable_params", n_trainable_params)

@@ -9,6 +9,7 @@ is query_seconds - retrieval_seconds - ttft_s.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from costing import formulas
@@ -109,5 +110,17 @@ class ModelFacts:
         return formulas.training_flops_dense(self.n_params, tokens)
 
 
-def mean(values: list[float]) -> float:
-    return math.fsum(values) / len(values)
+def mean(values: Sequence[float]) -> float:
+    """Arithmetic mean (exactly rounded sum); NaN for no values."""
+    return math.fsum(values) / len(values) if values else math.nan
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default method), q in [0, 100];
+    NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100.0
+    low, high = math.floor(position), math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)

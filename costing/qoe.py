@@ -14,19 +14,10 @@ The score ignores correctness on purpose; the cost-vs-QoE table puts accuracy ne
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from costing.measurement import ArmMeasurement, mean
+from costing.measurement import ArmMeasurement, mean, percentile
 from costing.settings import QoESettings
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default), q in [0, 100]."""
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100.0
-    low, high = math.floor(position), math.ceil(position)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def qoe_summary(arm: ArmMeasurement, settings: QoESettings) -> dict[str, Any]:

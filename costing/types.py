@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 
 from costing import formulas
 from costing.catalog import CostingConfigError
@@ -57,50 +57,3 @@ def _is_count(value: object) -> bool:
     except ValueError:
         return False
     return True
-
-
-@dataclass
-class StageCost:
-    seconds: float
-    xpu_hours: float
-    energy_kwh: float
-    co2_kg: float
-    usd: float
-
-    def to_dict(self) -> dict[str, float]:
-        return {f.name: float(getattr(self, f.name)) for f in fields(self)}
-
-    def __add__(self, other: StageCost) -> StageCost:
-        return StageCost(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
-
-    def scaled(self, factor: float) -> StageCost:
-        return StageCost(*(getattr(self, f.name) * factor for f in fields(self)))
-
-
-@dataclass
-class ArmCost:
-    one_time: dict[str, StageCost]  # stage name -> cost, e.g. {"index": ..., "train": ...}
-    one_time_total: StageCost
-    per_query: StageCost  # mean over the measured queries
-    per_1k_queries: StageCost
-    usd_per_1m_output_tokens: float | None  # serving cost only; None when no token was produced
-    usd_per_1m_total_tokens: float | None  # input + output tokens
-    break_even_queries_vs: dict[str, float | None] = field(default_factory=dict)
-    assumptions: dict[str, float | int | str] = field(default_factory=dict)  # resolved inputs
-
-    def to_dict(self) -> dict:
-        stages = ("one_time_total", "per_query", "per_1k_queries")
-        return {
-            "one_time": {name: cost.to_dict() for name, cost in self.one_time.items()},
-            **{name: getattr(self, name).to_dict() for name in stages},
-            "usd_per_1m_output_tokens": _float_or_none(self.usd_per_1m_output_tokens),
-            "usd_per_1m_total_tokens": _float_or_none(self.usd_per_1m_total_tokens),
-            "break_even_queries_vs": {
-                k: _float_or_none(v) for k, v in self.break_even_queries_vs.items()
-            },
-            "assumptions": dict(self.assumptions),
-        }
-
-
-def _float_or_none(value: float | None) -> float | None:
-    return None if value is None else float(value)

@@ -17,9 +17,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from evaluate.config import Config, ConfigError
-from evaluate.redact import redact_hydra_folder, redact_override
-from evaluate.validation import validate
+from evaluate.config.checks import validate
+from evaluate.config.schema import Config, ConfigError
+from evaluate.records.redact import redact_hydra_folder, redact_override
 
 logger = logging.getLogger("ragtune")
 
@@ -57,8 +57,8 @@ def _run(cfg: DictConfig) -> float | None:
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     resolved = OmegaConf.to_container(cfg, resolve=True)
 
-    from evaluate.runner import run_experiment  # heavy imports only after validation
-    from evaluate.sweep import objective_value
+    from evaluate.pipeline.runner import run_experiment  # heavy imports only after validation
+    from evaluate.pipeline.sweep import objective_value
 
     try:
         results = run_experiment(config, resolved, output_dir)
@@ -78,8 +78,9 @@ def _run(cfg: DictConfig) -> float | None:
 
 
 def _within_budget(config: Config) -> bool:
-    """Cost estimate of this run against the budget (evaluate/budget.py); False on a dry run."""
-    from evaluate.budget import BudgetError, estimate_job, guard
+    """Cost estimate of this run against the budget (evaluate/pipeline/budget.py); False on a dry
+    run."""
+    from evaluate.pipeline.budget import BudgetError, estimate_job, guard
 
     overrides = " ".join(redact_override(o) for o in HydraConfig.get().overrides.task)
     show = print if config.budget.dry_run else logger.info
@@ -91,45 +92,19 @@ def _within_budget(config: Config) -> bool:
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """Errors caused by the user's input or environment, whose message says what to do."""
+    """Errors caused by the user's input or environment, whose message says what to do: the
+    one base class, and costing's own (``costing`` imports nothing of ours)."""
     from costing.rows import CostingConfigError
-    from evaluate.arms import TooManyFailuresError
-    from evaluate.tracking import TrackingUnavailable
-    from finetune.data import ChatTemplateError
-    from finetune.targets import TargetModulesError
-    from rag.endpoint import EndpointError
-    from rag.faiss_build import IndexSpecError, IndexTrainingError
-    from rag.formats import CorpusError
-    from rag.leakage import LeakageError
-    from rag.lock import CacheLockTimeout
-    from rag.models import ModelNotAvailableError
-    from rag.qa_sets import QAFileError
-    from rag.vllm_backend import VLLMNotInstalledError
+    from rag.core.errors import UserError
 
-    return (
-        ConfigError,
-        CostingConfigError,
-        ChatTemplateError,
-        TargetModulesError,
-        EndpointError,
-        IndexSpecError,
-        IndexTrainingError,
-        CorpusError,
-        LeakageError,
-        CacheLockTimeout,
-        ModelNotAvailableError,
-        QAFileError,
-        TrackingUnavailable,
-        TooManyFailuresError,
-        VLLMNotInstalledError,
-    )
+    return (UserError, CostingConfigError)
 
 
 def main() -> None:
     try:
         _run()
     finally:  # a sweep stopped by a failing job or Ctrl-C: its parent run is closed as FAILED
-        sweep = sys.modules.get("evaluate.sweep")
+        sweep = sys.modules.get("evaluate.pipeline.sweep")
         if sweep is not None:
             sweep.close_interrupted_sweeps()
 

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rag.models import (
+from rag.core.models import (
     EMBEDDER_PACKAGES,
     GENERATOR_ALIASES,
     ModelNotAvailableError,

@@ -17,8 +17,9 @@ import logging
 import sys
 from pathlib import Path
 
-from evaluate.plots import plot_break_even, plot_latency_breakdown, plot_pareto, plot_sweep
-from evaluate.tracking import RunRecord, TrackingReadError, fetch_runs, log_folder
+from evaluate.records.plots import plot_break_even, plot_latency_breakdown, plot_pareto, plot_sweep
+from evaluate.records.tables import html_table, markdown_table
+from evaluate.records.tracking import RunRecord, TrackingReadError, fetch_runs, log_folder
 
 logger = logging.getLogger(__name__)
 GAP = "–"  # shown where a run lacks the metric
@@ -96,19 +97,6 @@ def swept_params(runs: list[RunRecord]) -> list[str]:
     return sorted(
         k for k in keys if not k.startswith(ignore) and len({r.params.get(k) for r in runs}) > 1
     )
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
-def html_table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def write_report(runs: list[RunRecord], title: str, out_dir: Path) -> Path:

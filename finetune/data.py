@@ -17,9 +17,10 @@ import logging
 import random
 from dataclasses import dataclass
 
-from rag.cache import content_key
-from rag.prompts import closed_book_messages
-from rag.types import Document, QAPair
+from rag.core.cache import content_key
+from rag.core.errors import UserError
+from rag.core.prompts import closed_book_messages
+from rag.core.types import Document, QAPair
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class TrainExample:
     kind: str  # "doc" or "qa"
 
 
-class ChatTemplateError(ValueError):
+class ChatTemplateError(UserError, ValueError):
     """The tokenizer's chat template cannot separate the prompt from the answer."""
 
 

@@ -13,7 +13,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 from transformers.pytorch_utils import Conv1D
 
-from finetune.lora import LoraSettings
+from finetune.settings import LoraSettings
 from finetune.targets import ALL_LINEAR, TargetModulesError, resolve_target_modules
 
 logger = logging.getLogger(__name__)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from rag.core.errors import UserError
 
-class TargetModulesError(ValueError):
+
+class TargetModulesError(UserError, ValueError):
     """finetune.target_modules names layers the model does not have."""
 
 

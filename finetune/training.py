@@ -19,10 +19,10 @@ from transformers import AutoTokenizer, Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from costing.formulas import forward_flops, lora_training_flops
 from finetune.data import TrainExample, pack_examples, split_for_eval
-from finetune.flops import training_flops
-from finetune.lora import RESULT_FILE, LoraSettings, TrainResult, load_result
 from finetune.model_setup import load_trainable_model, parameter_counts
+from finetune.settings import RESULT_FILE, LoraSettings, TrainResult, load_result
 from finetune.trainer_parts import (
     ExampleDataset,
     HeldOutEarlyStopping,
@@ -35,7 +35,7 @@ from finetune.trainer_parts import (
     peak_cuda_mb,
     peak_rss_mb,
 )
-from rag.cache import atomic_write_text
+from rag.core.cache import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -157,9 +157,10 @@ def run_training(
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     result = _measure(trainer, settings, len(examples), train_set, eval_set, final_dir)
     result.trainable_params, result.total_params = trainable_params, total_params
-    result.flops_estimate = training_flops(
-        total_params, trainable_params, result.tokens, result.eval_tokens
-    )
+    # (4·N + 2·N_trainable)·D_train + 2·N·D_eval (costing.formulas states the counting rule)
+    result.flops_estimate = lora_training_flops(
+        total_params, trainable_params, result.tokens
+    ) + forward_flops(total_params, result.eval_tokens)
     result.resumed_from_step = _checkpoint_step(checkpoint)
     if not result.loss_curve:  # no step logged (e.g. resumed at the last step)
         result.final_loss = float(output.training_loss)

@@ -17,6 +17,17 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test with its folder (rag, finetune, evaluate, costing, integration, bench), so
+    ``-m`` selects by layer; ``make test-fast`` deselects integration and slow tests."""
+    for item in items:
+        parts = Path(str(item.fspath)).resolve().relative_to(TESTS).parts
+        if len(parts) > 1:
+            item.add_marker(getattr(pytest.mark, parts[0]))
+
 
 @pytest.fixture(scope="session")
 def model_cache(tmp_path_factory) -> Path:
@@ -26,7 +37,7 @@ def model_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(model_cache) -> str:
-    from rag.models import resolve_generator
+    from rag.core.models import resolve_generator
 
     return resolve_generator("tiny-random-llama", model_cache)
 
@@ -35,6 +46,6 @@ def tiny_model_dir(model_cache) -> str:
 def real_model_cache() -> Path:
     """Where the real 135M model is converted for slow tests: the user's cache by default, so
     it is converted once per machine (CI points RAGTUNE_CACHE_DIR inside its clone)."""
-    from rag.models import default_cache_dir
+    from rag.core.models import default_cache_dir
 
     return default_cache_dir()

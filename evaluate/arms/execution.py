@@ -1,0 +1,273 @@
+"""Run the arms: build each generator once, answer every question, then the extra measurements
+(batched throughput, semantic similarity) that need the generators or the embedder."""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from evaluate.arms.answering import ContextSettings, Prediction, messages_for, run_arm
+from evaluate.arms.journal import AnswerJournal, journal_path
+from evaluate.arms.registry import arm as arm_spec
+from evaluate.backends.registry import is_remote, make_generator
+from evaluate.config.schema import Config
+from evaluate.scoring.metrics import semantic_similarity
+from rag.core.types import QAPair
+from rag.retrieval.retriever import Retriever
+
+logger = logging.getLogger(__name__)
+
+
+def base_generator(config: Config, model_path: str | None):
+    """The untuned model on the configured backend (``evaluate.backends.registry``)."""
+    return make_generator(config.generator, model_path)
+
+
+def text_generator(config: Config, model_path: str | None, max_new_tokens: int = 256):
+    """``generate(prompt) -> (text, input_tokens, output_tokens)`` with the configured generator,
+    for question synthesis and paraphrasing (its tokens are a one-time cost)."""
+    import copy
+
+    longer = copy.deepcopy(config)
+    longer.generator.max_new_tokens = max_new_tokens
+    generator = base_generator(longer, model_path)
+
+    def generate(prompt: str) -> tuple[str, int, int]:
+        result = generator.generate([{"role": "user", "content": prompt}])
+        return result.text, result.input_tokens, result.output_tokens
+
+    return generate
+
+
+def tuned_generator(config: Config, model_path: str, adapter_dir: str):
+    """The base model with the LoRA adapter, merged unless ``finetune.merge=false``."""
+    from transformers import AutoTokenizer
+
+    from evaluate.backends.transformers import ChatGenerator
+    from finetune.lora import load_merged_model
+
+    g = config.generator
+    model = load_merged_model(model_path, adapter_dir, merge=config.finetune.merge).to(g.device)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    return ChatGenerator(
+        model, tokenizer, g.max_new_tokens, name="finetuned", context_window=g.context_window
+    )
+
+
+def context_settings(config: Config) -> ContextSettings:
+    r = config.retriever
+    return ContextSettings(budget_tokens=r.context_budget_tokens, ordering=r.ordering)
+
+
+def measure_throughput_for(
+    arm: str, generator, questions: list[QAPair], retriever: Retriever | None, config: Config
+) -> dict[str, float] | None:
+    """Batched generation tokens/s on the arm's own prompts (retrieval excluded)."""
+    from evaluate.arms.throughput import measure_throughput
+    from evaluate.backends.transformers import ChatGenerator
+
+    e = config.eval
+    if e.throughput_batch_size == 0 or not isinstance(generator, ChatGenerator):
+        return None
+    subset = questions[: e.throughput_questions]
+    messages = [
+        messages_for(
+            qa,
+            retriever.retrieve(qa.question) if retriever else None,
+            generator,
+            context_settings(config),
+        )[0]
+        for qa in subset
+    ]
+    window = generator.context_window or float("inf")
+    # prompts over the context window are failed questions, not throughput samples
+    messages = [
+        m for m in messages if generator.prompt_tokens(m) + generator.max_new_tokens <= window
+    ]
+    if not messages:
+        return None
+    result = measure_throughput(generator, messages, e.throughput_batch_size, progress=False)
+    logger.info(
+        "arm %-12s batched throughput %.1f tokens/s (batch %d)",
+        arm,
+        result["tokens_per_s"],
+        e.throughput_batch_size,
+    )
+    return {k: float(v) for k, v in result.items()}
+
+
+def run_all_arms(
+    config: Config,
+    questions: list[QAPair],
+    retriever: Retriever | None,
+    model_path: str | None,
+    adapter_dir: str | None,
+) -> tuple[dict[str, list[Prediction]], dict[str, Any]]:
+    """Answer the questions with every configured arm; returns predictions and throughput."""
+    arms = list(config.eval.arms)
+    predictions: dict[str, list[Prediction]] = {}
+    throughput: dict[str, Any] = {}
+    groups = [
+        ([a for a in arms if not arm_spec(a).tuned], lambda: base_generator(config, model_path)),
+        (
+            [a for a in arms if arm_spec(a).tuned],
+            lambda: tuned_generator(config, model_path, adapter_dir),
+        ),
+    ]
+    for group, make in groups:
+        if not group:
+            continue
+        generator = _LazyGenerator(make)  # not loaded when every answer is in the journal
+        try:
+            for arm in group:
+                arm_retriever = retriever if arm_spec(arm).retrieves else None
+                journal = answer_journal(config, arm, arm_retriever, model_path, adapter_dir)
+                predictions[arm] = run_arm(
+                    arm,
+                    questions,
+                    generator,
+                    arm_retriever,
+                    config.eval.warmup_requests,
+                    config.eval.progress,
+                    context_settings(config),
+                    config.eval.max_failure_rate,
+                    journal,
+                )
+                throughput[arm] = (
+                    journaled_throughput(arm, generator, questions, arm_retriever, config, journal)
+                    if config.eval.throughput_batch_size
+                    else None
+                )
+        finally:
+            generator.close()
+            del generator
+            gc.collect()
+    return {arm: predictions[arm] for arm in arms}, throughput
+
+
+def journaled_throughput(
+    arm: str,
+    generator: _LazyGenerator,
+    questions: list[QAPair],
+    retriever: Retriever | None,
+    config: Config,
+    journal: AnswerJournal,
+) -> dict[str, float] | None:
+    """The arm's batched throughput, kept beside its answer journal: an identical re-run
+    (``eval.reuse_answers``) reuses the measurement instead of loading the model for it."""
+    from rag.core.cache import atomic_write_text, content_key
+
+    e = config.eval
+    subset = [q.qa_id for q in questions[: e.throughput_questions]]
+    key = content_key(e.throughput_batch_size, subset)
+    path = journal.path.with_name(f"{journal.path.stem}.throughput-{key}.json")
+    if e.reuse_answers and path.is_file():
+        try:
+            cached = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            logger.warning("%s is unreadable; measuring throughput again", path)
+        else:
+            logger.info("arm %-12s reusing the batched throughput measured before", arm)
+            return cached
+    result = measure_throughput_for(arm, generator.get(), questions, retriever, config)
+    if result is not None:
+        atomic_write_text(path, json.dumps(result))
+    return result
+
+
+class _LazyGenerator:
+    """Builds the generator on first use, so a fully journaled arm loads no model."""
+
+    def __init__(self, make):
+        self._make, self._generator = make, None
+
+    def get(self):
+        if self._generator is None:
+            self._generator = self._make()
+        return self._generator
+
+    def __getattr__(self, name: str):  # generate, prompt_tokens, tokenizer, max_new_tokens ...
+        return getattr(self.get(), name)
+
+    def close(self) -> None:
+        if self._generator is not None and hasattr(self._generator, "close"):
+            self._generator.close()
+        self._generator = None
+
+
+def answer_identity(
+    config: Config,
+    arm: str,
+    retriever: Retriever | None,
+    model_path: str | None,
+    adapter_dir: str | None,
+) -> dict[str, Any]:
+    """Everything that determines an arm's answer to a question, except the question."""
+    from rag.core.cache import model_fingerprint
+
+    g = config.generator
+    if is_remote(g.backend):
+        model = {"endpoint": g.base_url, "served_model": g.model}
+    else:
+        model = {"fingerprint": model_fingerprint(model_path), "device": g.device}
+    if arm_spec(arm).tuned:  # the adapter folder is named by the hash of its inputs
+        model["adapter"] = Path(adapter_dir).name if adapter_dir else None
+        model["merged"] = config.finetune.merge
+    identity: dict[str, Any] = {
+        "arm": arm,
+        "backend": g.backend,
+        "model": model,
+        "decoding": {"greedy": True, "max_new_tokens": g.max_new_tokens},
+        "context_window": g.context_window,
+        "prompt": _prompt_fingerprint(),
+    }
+    if retriever is not None:
+        info = retriever.stage_info()
+        identity["retriever"] = {
+            k: v
+            for k, v in info.items()
+            if not k.endswith("_s") and "reused" not in k and k != "path"
+        }
+        identity["context"] = asdict(context_settings(config))
+    return identity
+
+
+def _prompt_fingerprint() -> str:
+    """The prompt wording and context layout: the source of the modules that write prompts."""
+    import rag.core.prompts
+    import rag.retrieval.context
+    from rag.core.cache import content_key
+
+    return content_key(
+        *(Path(m.__file__).read_text() for m in (rag.core.prompts, rag.retrieval.context))
+    )
+
+
+def answer_journal(
+    config: Config,
+    arm: str,
+    retriever: Retriever | None,
+    model_path: str | None,
+    adapter_dir: str | None,
+) -> AnswerJournal:
+    identity = answer_identity(config, arm, retriever, model_path, adapter_dir)
+    path = journal_path(Path(config.paths.cache_dir).expanduser(), identity)
+    return AnswerJournal(path, read=config.eval.reuse_answers)
+
+
+def add_semantic_similarity(predictions: dict[str, list[Prediction]], embedder) -> None:
+    """Cosine of each answer's embedding with its gold answers' (best alias), in place."""
+    rows = [p for preds in predictions.values() for p in preds]
+    texts = [text for p in rows for text in (p.prediction, *p.answers)]
+    vectors = embedder.embed(texts)  # one batched call for every answer and gold alias
+    start = 0
+    for p in rows:
+        end = start + 1 + len(p.answers)
+        p.semantic_similarity = semantic_similarity(vectors[start], vectors[start + 1 : end])
+        if p.error is not None:  # a failed question scores 0 on every metric
+            p.semantic_similarity = 0.0
+        start = end

