@@ -48,6 +48,9 @@ def per_question_scores(predictions: list[Prediction]) -> dict[str, list[float]]
 def accuracy_summary(predictions: list[Prediction]) -> dict[str, float]:
     summary = {name: mean(values) for name, values in per_question_scores(predictions).items()}
     summary["questions"] = float(len(predictions))
+    scored = sum(p.recall_at_k is not None for p in predictions)
+    if scored:  # retrieval metrics are means over the questions that name their documents
+        summary["retrieval_questions_scored"] = float(scored)
     return summary
 
 

@@ -75,15 +75,3 @@ def retrieval_scores(
         "mrr": reciprocal_rank(retrieved_doc_ids, supporting),
         "ndcg_at_k": ndcg_at_k(retrieved_doc_ids, supporting, k),
     }
-
-
-def retrieval_summary(per_question: Sequence[dict[str, float]]) -> dict[str, float]:
-    """Means over the questions where each metric is defined, plus how many those were."""
-    summary: dict[str, float] = {}
-    for name in METRICS:
-        values = [q[name] for q in per_question if not math.isnan(q[name])]
-        summary[name] = sum(values) / len(values) if values else math.nan
-    summary["questions_scored"] = float(
-        sum(1 for q in per_question if not math.isnan(q["recall_at_k"]))
-    )
-    return summary

@@ -147,13 +147,6 @@ class Retriever:
         return info
 
 
-class DenseRetriever(Retriever):
-    """Dense top-k retrieval over a FAISS index (the original interface, kept for callers)."""
-
-    def __init__(self, embedder: Embedder, chunk_index: ChunkIndex, top_k: int = 3):
-        super().__init__(mode="dense", embedder=embedder, chunk_index=chunk_index, top_k=top_k)
-
-
 def build_retriever(
     chunks: list[Chunk],
     embedder: Embedder | None,

@@ -11,7 +11,6 @@ from evaluate.scoring.retrieval import (
     ndcg_at_k,
     reciprocal_rank,
     retrieval_scores,
-    retrieval_summary,
 )
 
 # chunks of docs, best first: d3 appears twice (ranks 1 and 3), so documents rank d3, d1, d2, d4
@@ -49,16 +48,3 @@ def test_perfect_missed_and_undefined():
     assert all(math.isnan(v) for v in undefined.values())
     with pytest.raises(ValueError, match="k must be >= 1"):
         retrieval_scores(["x"], ["x"], k=0)
-
-
-def test_summary_averages_defined_questions_only():
-    per_question = [
-        retrieval_scores(["a"], ["a"], 1),
-        retrieval_scores(["x", "a"], ["a"], 2),
-        retrieval_scores(["a"], [], 1),
-    ]
-    summary = retrieval_summary(per_question)
-    assert summary["questions_scored"] == 2
-    assert summary["mrr"] == pytest.approx((1 + 1 / 2) / 2)
-    assert summary["recall_at_k"] == 1.0 and summary["hit_rate_at_k"] == 1.0
-    assert summary["ndcg_at_k"] == pytest.approx((1 + 1 / math.log2(3)) / 2)

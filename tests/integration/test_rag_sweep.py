@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 
 from evaluate.cli import CONF_DIR, to_config
-from evaluate.scoring.retrieval import retrieval_scores, retrieval_summary
+from evaluate.scoring.retrieval import retrieval_scores
 from tests.helpers.ragtune_cli import ragtune
 
 pytestmark = pytest.mark.integration
@@ -40,9 +41,9 @@ def test_default_corpus_with_minilm_has_recall_at_5_of_at_least_0_9(tmp_path):
         retrieval_scores(retriever.retrieve(q.question).doc_ids, q.supporting_doc_ids, 5)
         for q in corpus.questions
     ]
-    summary = retrieval_summary(scores)
-    assert summary["questions_scored"] == len(corpus.questions)
-    assert summary["recall_at_k"] >= 0.9, summary
+    recall = [s["recall_at_k"] for s in scores]
+    assert not any(math.isnan(r) for r in recall)  # every question names its documents
+    assert sum(recall) / len(recall) >= 0.9, recall
 
 
 def test_index_type_sweep_logs_recall_and_search_latency_per_index(tmp_path):

@@ -9,7 +9,7 @@ from rag.core.types import Document
 from rag.corpus.chunking import chunk_documents
 from rag.retrieval.embedder import HashingEmbedder
 from rag.retrieval.index import build_or_load_index
-from rag.retrieval.retriever import DenseRetriever
+from rag.retrieval.retriever import Retriever
 
 DOCS = [
     Document(
@@ -66,7 +66,9 @@ def test_index_is_reused_only_for_identical_inputs(tmp_path):
 def test_retriever_finds_the_supporting_document(tmp_path):
     embedder = HashingEmbedder()
     index = build_or_load_index(chunk_documents(DOCS), embedder, tmp_path, progress=False)
-    retrieval = DenseRetriever(embedder, index, top_k=2).retrieve("Where was Orlen Vask born?")
+    retrieval = Retriever(mode="dense", embedder=embedder, chunk_index=index, top_k=2).retrieve(
+        "Where was Orlen Vask born?"
+    )
     assert retrieval.doc_ids[0] == "bio-2"
     assert len(retrieval.chunks) == 2
     assert retrieval.scores[0] >= retrieval.scores[1]
@@ -76,4 +78,11 @@ def test_retriever_finds_the_supporting_document(tmp_path):
 def test_top_k_larger_than_corpus_returns_everything(tmp_path):
     embedder = HashingEmbedder()
     index = build_or_load_index(chunk_documents(DOCS), embedder, tmp_path, progress=False)
-    assert len(DenseRetriever(embedder, index, top_k=50).retrieve("harbour").chunks) == 3
+    assert (
+        len(
+            Retriever(mode="dense", embedder=embedder, chunk_index=index, top_k=50)
+            .retrieve("harbour")
+            .chunks
+        )
+        == 3
+    )

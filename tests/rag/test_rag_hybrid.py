@@ -11,7 +11,7 @@ from rag.retrieval.bm25 import BM25Index
 from rag.retrieval.embedder import HashingEmbedder
 from rag.retrieval.fusion import reciprocal_rank_fusion
 from rag.retrieval.index import build_or_load_index, search
-from rag.retrieval.retriever import DenseRetriever, Retrieval, build_retriever
+from rag.retrieval.retriever import Retrieval, Retriever, build_retriever
 from rag.retrieval.settings import RerankerSettings, RetrievalSettings
 
 DOCS = [
@@ -167,7 +167,9 @@ def test_cross_encoder_reranker_loads_a_local_model_and_fails_clearly(tmp_path):
 
 def test_dense_retriever_keeps_its_interface(tmp_path):
     index = build_or_load_index(CHUNKS, EMBEDDER, tmp_path, progress=False)
-    old = DenseRetriever(EMBEDDER, index, top_k=2).retrieve("Where was Orlen Vask born?")
+    old = Retriever(mode="dense", embedder=EMBEDDER, chunk_index=index, top_k=2).retrieve(
+        "Where was Orlen Vask born?"
+    )
     new = build(tmp_path, top_k=2).retrieve("Where was Orlen Vask born?")
     assert isinstance(old, Retrieval) and old.chunk_ids == new.chunk_ids
     assert old.doc_ids[0] == "bio-2" and old.total_s == old.embed_s + old.search_s
