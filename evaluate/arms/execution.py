@@ -106,8 +106,10 @@ def run_all_arms(
     retriever: Retriever | None,
     model_path: str | None,
     adapter_dir: str | None,
+    oracle=None,
 ) -> tuple[dict[str, list[Prediction]], dict[str, Any]]:
-    """Answer the questions with every configured arm; returns predictions and throughput."""
+    """Answer the questions with every configured arm; returns predictions and throughput.
+    ``oracle`` (a ``rag.retrieval.oracle.OracleRetriever``) serves the oracle-context arm."""
     arms = list(config.eval.arms)
     predictions: dict[str, list[Prediction]] = {}
     throughput: dict[str, Any] = {}
@@ -125,6 +127,8 @@ def run_all_arms(
         try:
             for arm in group:
                 arm_retriever = retriever if arm_spec(arm).retrieves else None
+                if arm_spec(arm).oracle:
+                    arm_retriever = oracle
                 journal = answer_journal(config, arm, arm_retriever, model_path, adapter_dir)
                 predictions[arm] = run_arm(
                     arm,

@@ -17,6 +17,7 @@ class Arm:
     retrieves: bool  # the prompt carries the top-k retrieved chunks
     tuned: bool  # the generator carries the LoRA adapter (merged unless finetune.merge=false)
     description: str
+    oracle: bool = False  # the context is the gold passage, not the retrieved ones (diagnosis)
 
 
 ARMS: dict[str, Arm] = {
@@ -26,9 +27,19 @@ ARMS: dict[str, Arm] = {
         Arm("rag", True, False, "the base model with retrieved context"),
         Arm("finetune", False, True, "the fine-tuned model, no context"),
         Arm("finetune_rag", True, True, "the fine-tuned model with retrieved context"),
+        Arm(
+            "oracle_context",
+            True,
+            False,
+            "the base model with the gold passage: the reader's ceiling (diagnosis)",
+            oracle=True,
+        ),
     )
 }
 ARM_NAMES = tuple(ARMS)
+# The arms of the default experiment; oracle_context needs questions that name their documents
+# and is added by the `diagnose` preset.
+DEFAULT_ARMS = ("closed_book", "rag", "finetune", "finetune_rag")
 
 
 def arm(name: str) -> Arm:

@@ -13,7 +13,7 @@ import importlib.util
 import re
 from pathlib import Path
 
-from evaluate.arms.registry import ARM_NAMES, tuned_arms
+from evaluate.arms.registry import ARM_NAMES, any_tuned, tuned_arms
 from evaluate.backends.registry import BACKEND_NAMES, backend, is_remote, unavailable_reason
 from evaluate.config.schema import (
     Config,
@@ -236,7 +236,19 @@ def _validate_corpus(cfg: Config) -> None:
             "an existing JSONL, JSON or CSV question file",
         )
     _check(q.on_error in ON_ERROR, "qa.on_error", q.on_error, f"one of {', '.join(ON_ERROR)}")
-    _check(0 < q.eval_fraction < 1, "qa.eval_fraction", q.eval_fraction, "in (0, 1)")
+    _check(
+        0 < q.eval_fraction <= 1,
+        "qa.eval_fraction",
+        q.eval_fraction,
+        "in (0, 1]; 1.0 evaluates every question",
+    )
+    _check(
+        q.eval_fraction < 1 or cfg.finetune.mode != "qa_sft" or not any_tuned(cfg.eval.arms),
+        "qa.eval_fraction",
+        q.eval_fraction,
+        "< 1 with finetune.mode=qa_sft (1.0 leaves no training question); or use "
+        "finetune.mode=cpt or mixed to train on the documents",
+    )
     _check(q.max_per_chunk >= 1, "qa.max_per_chunk", q.max_per_chunk, ">= 1")
     _check(
         q.leakage_threshold is None or 0 < q.leakage_threshold <= 1,

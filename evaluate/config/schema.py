@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from costing.settings import ReportSettings
 from costing.types import CostSettings
-from evaluate.arms.registry import ARM_NAMES
+from evaluate.arms.registry import DEFAULT_ARMS
 from finetune.settings import LoraSettings
 from rag.core.errors import UserError
 from rag.retrieval.settings import RetrievalSettings
@@ -107,7 +107,7 @@ class FinetuneConfig(LoraSettings):
 
 @dataclass
 class EvalConfig:
-    arms: list[str] = field(default_factory=lambda: list(ARM_NAMES))
+    arms: list[str] = field(default_factory=lambda: list(DEFAULT_ARMS))
     warmup_requests: int = 1  # per arm, excluded from every statistic
     progress: bool = True
     seed: int = 0  # bootstrap resampling

@@ -80,7 +80,22 @@ def _own_questions(config: Config, documents: list[Document], generate) -> tuple
             max_chunks=q.max_chunks,
         )
         details = {"synthesis": stats}
-    return split_questions(pairs, q.eval_fraction, q.split_seed), details
+    unassigned = sum(not qa.split for qa in pairs)
+    split = split_questions(pairs, q.eval_fraction, q.split_seed)
+    if unassigned:  # say where the user's questions went, and how to change it
+        to_eval = sum(
+            qa.split == "eval" for qa, old in zip(split, pairs, strict=True) if not old.split
+        )
+        logger.info(
+            "%d of %d questions had no split: %d go to evaluation and %d to training "
+            '(qa.eval_fraction=%g; 1.0 evaluates all of them, or give rows a "split" field)',
+            unassigned,
+            len(pairs),
+            to_eval,
+            unassigned - to_eval,
+            q.eval_fraction,
+        )
+    return split, details
 
 
 def select_eval_questions(corpus: Corpus, max_questions: int, seed: int) -> list[QAPair]:

@@ -17,6 +17,7 @@ import yaml
 from evaluate.arms.answering import Prediction
 from evaluate.arms.execution import add_semantic_similarity, run_all_arms
 from evaluate.arms.registry import any_retrieves, any_tuned
+from evaluate.arms.registry import arm as arm_spec
 from evaluate.backends.registry import is_remote
 from evaluate.config.schema import Config, ConfigError
 from evaluate.pipeline.costs import cost_report
@@ -36,6 +37,7 @@ from evaluate.records.results import (
     write_results,
 )
 from evaluate.records.tracking import NullTracker, TrackingUnavailable, flatten, make_tracker
+from evaluate.scoring.diagnosis import decompose
 from rag.core.cache import atomic_write_text, model_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -169,6 +171,7 @@ def answer(config: Config, stages: Stages) -> tuple[dict[str, list[Prediction]],
             index.retriever if index else None,
             stages.model.path,
             adapter.result.adapter_dir if adapter else None,
+            oracle_retriever(config, stages),
         )
     e = config.eval
     if e.semantic_similarity:
@@ -189,6 +192,26 @@ def answer(config: Config, stages: Stages) -> tuple[dict[str, list[Prediction]],
             len(preds),
         )
     return predictions, throughput
+
+
+def oracle_retriever(config: Config, stages: Stages):
+    """The gold-passage retriever of the oracle-context arm, when that arm runs."""
+    if not any(arm_spec(a).oracle for a in config.eval.arms) or stages.index is None:
+        return None
+    from rag.retrieval.oracle import OracleRetriever
+
+    index, questions = stages.index, stages.corpus.questions
+    oracle = OracleRetriever(
+        index.retriever.chunks, index.embedder, questions, config.retriever.top_k
+    )
+    if oracle.without_gold:
+        logger.warning(
+            "oracle_context: %d of %d questions name no document of the corpus; they are "
+            "answered without context",
+            oracle.without_gold,
+            len(questions),
+        )
+    return oracle
 
 
 def summarise(
@@ -326,6 +349,10 @@ def run_stages(
         ),
         "predictions": [p.to_dict() for preds in predictions.values() for p in preds],
     }
+    diagnosis = decompose(results["arms"], config.eval.significance_metric)
+    if diagnosis is not None:
+        results["diagnosis"] = diagnosis
+        logger.info("diagnosis: %s", diagnosis["sentence"])
     if tracker.run_id:
         results["mlflow_run_id"] = tracker.run_id
     write_results(results, output_dir)

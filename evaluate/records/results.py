@@ -250,6 +250,10 @@ def arm_metrics(results: dict[str, Any]) -> dict[str, float]:
         for key in ("characters", "words", "tokens"):
             if isinstance(ingest.get(key), int | float):
                 metrics[f"corpus/{key}"] = ingest[key]
+    diagnosis = results.get("diagnosis")
+    if diagnosis:
+        for key in ("lost_to_retrieval_points", "lost_to_reader_points"):
+            metrics[f"diagnosis/{key}"] = diagnosis[key]
     for pair, result in results.get("comparisons", {}).get("pairs", {}).items():
         for key in (
             "mean_difference",
@@ -262,6 +266,9 @@ def arm_metrics(results: dict[str, Any]) -> dict[str, float]:
         ):
             metrics[f"compare/{pair}/{key}"] = result[key]
         metrics[f"compare/{pair}/significant"] = float(result["significant"])
+        if result.get("minimum_detectable_difference") is not None:
+            mdd = result["minimum_detectable_difference"]
+            metrics[f"compare/{pair}/minimum_detectable_difference"] = mdd
     return metrics
 
 
@@ -317,6 +324,8 @@ def mirror_to_tracker(
     tracker.log_metrics(arm_metrics(results))
     pairs = results.get("comparisons", {}).get("pairs", {})
     tracker.set_tags({f"compare/{pair}/verdict": r["verdict"] for pair, r in pairs.items()})
+    if results.get("diagnosis"):
+        tracker.set_tags({"diagnosis": results["diagnosis"]["sentence"]})
     finetune = results["stages"].get("finetune")
     if finetune:
         tracker.log_metrics(

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from itertools import combinations
 
 import numpy as np
-from scipy.stats import binomtest
+from scipy.stats import binomtest, norm
 
 DEFAULT_RESAMPLES = 2000
 # Resamples drawn per block, so memory stays near _BLOCK_CELLS floats whatever the question count.
@@ -142,6 +142,26 @@ def holm_adjust(p_values: Sequence[float]) -> list[float]:
     return adjusted
 
 
+def _agreement(difference, significant: bool, correction: str, pairs: int) -> str:
+    """Whether the interval and the verdict agree, and why they may not: they are different
+    procedures (a bootstrap interval of the mean difference, unadjusted; McNemar's test on the
+    discordant questions, adjusted for the number of pairs)."""
+    excludes_zero = difference.ci95_low > 0 or difference.ci95_high < 0
+    if excludes_zero == significant:
+        return "agree"
+    adjusted = f"Holm-adjusted over {pairs} pairs" if correction == "holm" else "unadjusted"
+    if excludes_zero:
+        return (
+            "the 95% interval excludes 0 but the test does not reject: the interval is not "
+            f"adjusted for multiple comparisons, the McNemar test is ({adjusted}); read the "
+            "difference as suggestive, not established"
+        )
+    return (
+        "the test rejects but the 95% interval includes 0: McNemar's exact test uses only the "
+        "questions where the arms disagree, the bootstrap interval uses every question"
+    )
+
+
 def format_p(p: float) -> str:
     return "p<0.001" if p < 0.001 else f"p={p:.2g}"
 
@@ -151,6 +171,38 @@ def verdict(arm_a: str, arm_b: str, result: McNemarResult, p: float, alpha: floa
         return f"no significant difference ({format_p(p)})"
     better, worse = (arm_a, arm_b) if result.b > result.c else (arm_b, arm_a)
     return f"{better} is better than {worse} ({format_p(p)})"
+
+
+def minimum_detectable_difference(
+    questions: int, discordant_share: float, alpha: float, power: float = 0.8
+) -> float | None:
+    """The smallest paired difference in accuracy McNemar's test detects with ``power`` at
+    level ``alpha`` (two-sided) on ``questions`` questions whose share of discordant pairs
+    (one arm right, the other wrong) is ``discordant_share``.
+
+    Connor (1987), "Sample size for testing differences in proportions for the paired-sample
+    design", Biometrics 43:207-211: n = (z_{1-a/2} sqrt(psi) + z_{power} sqrt(psi - d^2))^2 / d^2,
+    solved here for d by bisection (n falls as d grows; d cannot exceed sqrt(psi) nor psi).
+    None when no pair is discordant (psi = 0): the data cannot say how large a difference
+    would be seen.
+    """
+    if questions < 1 or not 0 < alpha < 1 or not 0 < power < 1:
+        raise ValueError("questions >= 1, alpha and power in (0, 1) are required")
+    psi = float(discordant_share)
+    if psi <= 0:
+        return None
+    z_alpha, z_power = norm.ppf(1 - alpha / 2), norm.ppf(power)
+
+    def needed(d: float) -> float:
+        return (z_alpha * math.sqrt(psi) + z_power * math.sqrt(max(psi - d * d, 0.0))) ** 2 / d**2
+
+    low, high = 1e-9, min(psi, math.sqrt(psi))
+    if needed(high) > questions:
+        return None  # even the largest possible difference needs more questions
+    for _ in range(100):
+        mid = (low + high) / 2
+        low, high = (mid, high) if needed(mid) > questions else (low, mid)
+    return high
 
 
 def compare_arms(
@@ -180,6 +232,9 @@ def compare_arms(
     tests = [mcnemar_exact(correct[a], correct[b]) for a, b in pairs]
     raw = [t.p_value for t in tests]
     adjusted = holm_adjust(raw) if correction == "holm" else raw
+    # Holm's first step tests the smallest p at alpha / m: the detectable difference is sized for
+    # that most stringent level, so "no significant difference" is read against it.
+    level = alpha / len(pairs) if correction == "holm" and pairs else alpha
     comparison: dict[str, dict] = {}
     for (a, b), test, p_adjusted in zip(pairs, tests, adjusted, strict=True):
         difference = paired_difference(per_question[a], per_question[b], resamples, seed)
@@ -196,5 +251,9 @@ def compare_arms(
             "correction": correction,
             "significant": bool(p_adjusted < alpha),
             "verdict": verdict(a, b, test, p_adjusted, alpha),
+            "minimum_detectable_difference": minimum_detectable_difference(
+                difference.questions, (test.b + test.c) / max(difference.questions, 1), level
+            ),
+            "agreement": _agreement(difference, p_adjusted < alpha, correction, len(pairs)),
         }
     return comparison

@@ -143,7 +143,7 @@ def load_qa_file(
     rows = _rows(path)
     report.rows = len(rows)
     references = _references(documents or [])
-    pairs, seen_ids, seen_questions = [], set(), set()
+    pairs, seen_ids, seen_questions, unknown = [], set(), set(), []
     for number, (location, row) in enumerate(rows, start=1):
         try:
             fields = _parse(row)
@@ -160,6 +160,7 @@ def load_qa_file(
         seen_questions.add(normalize(fields["question"]))
         doc_ids = [references.get(d) for d in fields["docs"]] if documents else fields["docs"]
         report.unknown_doc_ids += doc_ids.count(None)
+        unknown += [d for d, found in zip(fields["docs"], doc_ids, strict=True) if found is None]
         pairs.append(
             QAPair(
                 qa_id=qa_id,
@@ -171,6 +172,7 @@ def load_qa_file(
             )
         )
     _raise_or_warn(report, on_error)
+    _warn_unknown_references(report, unknown)
     if not pairs:
         raise QAFileError(f"{path}: no usable question ({len(report.skipped)} invalid rows)")
     report.loaded = len(pairs)
@@ -183,14 +185,35 @@ def load_qa_file(
 
 
 def _references(documents: list[Document]) -> dict[str, str]:
-    """Accepted spellings of a document reference: its id, its relative path, its source path."""
-    found = {}
+    """Accepted spellings of a document reference: its id, its relative or source path, and
+    its file name without the extension (``doc0000`` for ``doc0000.txt``) where that stem names
+    one document only. A table's path names many documents (one per row): ambiguous, skipped."""
+    found: dict[str, str] = {}
+    stems: dict[str, set[str]] = {}
     for doc in documents:
-        if doc.metadata.get("row") is None:  # a table's path names many documents: ambiguous
-            for key in (doc.metadata.get("source"), doc.metadata.get("path")):
-                if key:
-                    found.setdefault(str(key), doc.doc_id)
-    return found | {doc.doc_id: doc.doc_id for doc in documents}
+        if doc.metadata.get("row") is not None:
+            continue
+        for key in (doc.metadata.get("source"), doc.metadata.get("path")):
+            if key:
+                found.setdefault(str(key), doc.doc_id)
+                stems.setdefault(Path(str(key)).stem, set()).add(doc.doc_id)
+    unique_stems = {stem: ids.pop() for stem, ids in stems.items() if len(ids) == 1}
+    return unique_stems | found | {doc.doc_id: doc.doc_id for doc in documents}
+
+
+def _warn_unknown_references(report: QAReport, unknown: list[str]) -> None:
+    """Questions whose documents are not found are left out of the retrieval metrics: say so."""
+    if not unknown:
+        return
+    shown = ", ".join(repr(d) for d in list(dict.fromkeys(unknown))[:5])
+    logger.warning(
+        "%s: %d document reference(s) match no document (e.g. %s); their questions are left out "
+        "of recall@k and the other retrieval metrics. Name documents by id, relative path or "
+        "file name without extension.",
+        report.path,
+        len(unknown),
+        shown,
+    )
 
 
 def _raise_or_warn(report: QAReport, on_error: str) -> None:
