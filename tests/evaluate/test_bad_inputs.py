@@ -128,7 +128,7 @@ CASES = [
         ("eval.arms='oracle'", "one of"),
     ),
     Case("no-arms", "config", ["eval.arms=[]"], ("eval.arms", "non-empty")),
-    Case("eval-fraction", "config", ["qa.eval_fraction=1.5"], ("qa.eval_fraction=1.5", "(0, 1)")),
+    Case("eval-fraction", "config", ["qa.eval_fraction=1.5"], ("qa.eval_fraction=1.5", "(0, 1]")),
     Case("negative-power", "config", ["hardware.power_w=-5"], ("hardware.power_w=-5", ">= 0")),
     Case("pue-below-one", "config", ["costing.pue=0.5"], ("costing.pue=0.5", ">= 1.0")),
     Case(

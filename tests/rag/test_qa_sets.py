@@ -162,3 +162,25 @@ def test_sample_questions_spreads_over_fact_groups():
     assert len({q.fact_id for q in first}) == 5  # one per fact before any second
     assert first == sample_questions(pairs, 5, seed=1)
     assert len(sample_questions(pairs, -1, seed=1)) == 15
+
+
+def test_documents_are_found_by_file_stem_and_unknown_ones_are_named(tmp_path, documents, caplog):
+    path = write_jsonl(
+        tmp_path / "qa.jsonl",
+        [
+            {
+                "id": "s",
+                "question": "Who founded it?",
+                "answer": "Ada Whitlock",
+                "doc_id": "history",
+            },
+            {"id": "u", "question": "Where?", "answer": "Kessel", "doc_id": "doc0000"},
+        ],
+    )
+    with caplog.at_level("WARNING"):
+        pairs, report = load_qa_file(path, documents)
+    by_id = {q.qa_id: q for q in pairs}
+    history = next(d.doc_id for d in documents if d.metadata["path"] == "history.html")
+    assert by_id["s"].supporting_doc_ids == [history]  # "history" is history.html's stem
+    assert by_id["u"].supporting_doc_ids == [] and report.unknown_doc_ids == 1
+    assert "'doc0000'" in caplog.text and "left out of recall@k" in caplog.text
