@@ -180,6 +180,7 @@ def answer(config: Config, stages: Stages) -> tuple[dict[str, list[Prediction]],
         from evaluate.arms.judge import run_judge
 
         run_judge(config, predictions)
+    cap = config.generator.max_new_tokens
     for arm, preds in predictions.items():
         summary = accuracy_summary(preds)
         failed = sum(p.error is not None for p in preds)
@@ -191,6 +192,16 @@ def answer(config: Config, stages: Stages) -> tuple[dict[str, list[Prediction]],
             failed,
             len(preds),
         )
+        capped = answers_at_token_cap(preds, cap)
+        if capped:  # a cut-off answer scores 0 on exact match and may miss the answer
+            logger.warning(
+                "arm %s: %d of %d answers stopped at generator.max_new_tokens=%d and may be cut "
+                "short; raise it if answers look truncated",
+                arm,
+                capped,
+                len(preds),
+                cap,
+            )
     return predictions, throughput
 
 
@@ -214,6 +225,11 @@ def oracle_retriever(config: Config, stages: Stages):
     return oracle
 
 
+def answers_at_token_cap(predictions: list[Prediction], max_new_tokens: int) -> int:
+    """Answered questions whose answer used every allowed new token (maybe cut short)."""
+    return sum(p.error is None and p.output_tokens >= max_new_tokens for p in predictions)
+
+
 def summarise(
     config: Config,
     predictions: dict[str, list[Prediction]],
@@ -232,6 +248,7 @@ def summarise(
             "tokens": token_summary(preds),
             "throughput": throughput.get(arm),
             "cost": ledgers.get(arm),
+            "answers_at_token_cap": answers_at_token_cap(preds, config.generator.max_new_tokens),
             **evaluation_summary(preds),  # failures, failure_reasons, reused, judge usage
         }
         for arm, preds in predictions.items()

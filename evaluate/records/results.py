@@ -223,6 +223,8 @@ def arm_metrics(results: dict[str, Any]) -> dict[str, float]:
         if "failures" in figures:
             metrics[f"{arm}/failures"] = float(figures["failures"])
             metrics[f"{arm}/reused_answers"] = float(figures["reused_answers"])
+        if "answers_at_token_cap" in figures:
+            metrics[f"{arm}/answers_at_token_cap"] = float(figures["answers_at_token_cap"])
         for key, value in (figures.get("judge") or {}).items():
             metrics[f"judge/{arm}/{key}"] = value
         judge_cost = ((results.get("costing") or {}).get("evaluation") or {}).get(arm)

@@ -81,5 +81,7 @@ def test_diagnose_preset_runs_the_oracle_arm_through_the_entry_point(tmp_path):
     ceiling = results["arms"]["oracle_context"]["accuracy"]["contains"]
     assert d["lost_to_retrieval_points"] == pytest.approx(100 * (ceiling - rag))
     assert d["lost_to_reader_points"] == pytest.approx(100 * (1 - ceiling))
+    capped = sum(p["output_tokens"] >= 8 for p in oracle if p["error"] is None)  # smoke: 8 tokens
+    assert results["arms"]["oracle_context"]["answers_at_token_cap"] == capped
     pair = results["comparisons"]["pairs"]["rag_vs_oracle_context"]
     assert "minimum_detectable_difference" in pair and pair["agreement"]
