@@ -22,7 +22,7 @@ def composed(*overrides: str) -> Config:
         return to_config(compose(config_name="config", overrides=list(overrides)))
 
 
-@pytest.mark.parametrize("experiment", ["default", "smoke"])
+@pytest.mark.parametrize("experiment", ["default", "smoke", "diagnose"])
 def test_presets_compose_and_validate(experiment):
     config = composed(f"experiment={experiment}")
     assert config.experiment.name == experiment
