@@ -3,30 +3,25 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
+import transformers
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-import torch  # noqa: E402
-import transformers  # noqa: E402
-
-from finetune.data import IGNORE_INDEX, build_examples, examples_fingerprint  # noqa: E402
-from finetune.lora import (  # noqa: E402
+from finetune.data import IGNORE_INDEX, build_examples, examples_fingerprint
+from finetune.lora import (
     LoraSettings,
     adapter_cache_key,
     load_merged_model,
     train_lora,
     validate_settings,
 )
-from rag.core.cache import model_fingerprint  # noqa: E402
-from rag.core.models import resolve_generator  # noqa: E402
-from rag.core.prompts import closed_book_messages  # noqa: E402
-from rag.core.types import Document, QAPair  # noqa: E402
+from rag.core.cache import model_fingerprint
+from rag.core.models import resolve_generator
+from rag.core.prompts import closed_book_messages
+from rag.core.types import Document, QAPair
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 

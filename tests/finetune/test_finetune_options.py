@@ -4,21 +4,16 @@ decay reaching the Trainer, full fine-tuning, the FLOPs estimate, QLoRA and max-
 from __future__ import annotations
 
 import importlib.util
-import os
 from dataclasses import replace
 
 import pytest
+import torch
+import transformers
+from transformers.trainer_utils import SchedulerType
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-import torch  # noqa: E402
-import transformers  # noqa: E402
-from transformers.trainer_utils import SchedulerType  # noqa: E402
-
-from costing.formulas import forward_flops, lora_training_flops  # noqa: E402
-from finetune.data import IGNORE_INDEX, build_examples, pack_examples  # noqa: E402
-from finetune.lora import (  # noqa: E402
+from costing.formulas import forward_flops, lora_training_flops
+from finetune.data import IGNORE_INDEX, build_examples, pack_examples
+from finetune.lora import (
     LR_SCHEDULERS,
     LoraSettings,
     adapter_cache_key,
@@ -26,10 +21,10 @@ from finetune.lora import (  # noqa: E402
     train_lora,
     validate_settings,
 )
-from finetune.model_setup import load_trainable_model, parameter_counts  # noqa: E402
-from finetune.targets import PRESETS, resolve_target_modules  # noqa: E402
-from finetune.training import training_arguments  # noqa: E402
-from rag.core.types import Document, QAPair  # noqa: E402
+from finetune.model_setup import load_trainable_model, parameter_counts
+from finetune.targets import PRESETS, resolve_target_modules
+from finetune.training import training_arguments
+from rag.core.types import Document, QAPair
 
 HIDDEN, INTERMEDIATE, LAYERS = 32, 64, 2  # the tiny model (rag/core/tiny.py)
 QLORA_USABLE = torch.cuda.is_available() and importlib.util.find_spec("bitsandbytes") is not None

@@ -12,18 +12,14 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
+import torch
+import transformers
+from safetensors.torch import load_file
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-import torch  # noqa: E402
-import transformers  # noqa: E402
-from safetensors.torch import load_file  # noqa: E402
-
-from finetune.data import build_examples, split_for_eval  # noqa: E402
-from finetune.lora import LoraSettings, load_merged_model, train_lora  # noqa: E402
-from finetune.training import last_complete_checkpoint  # noqa: E402
-from rag.core.types import Document  # noqa: E402
+from finetune.data import build_examples, split_for_eval
+from finetune.lora import LoraSettings, load_merged_model, train_lora
+from finetune.training import last_complete_checkpoint
+from rag.core.types import Document
 
 ROOT = Path(__file__).resolve().parents[2]
 KILL_EXIT_CODE = 17
