@@ -291,14 +291,18 @@ def _cost_metrics(arm: str, ledger: dict[str, Any] | None) -> dict[str, float]:
     per correct answer and over the configured traffic. Unknown values are not logged."""
     if not ledger:
         return {}
-    units = ("usd", "co2_kg", "energy_kwh", "xpu_hours")
+    units = ("usd", "co2_kg", "co2_operational_kg", "energy_kwh", "xpu_hours")
+    one_time, per_1k = ledger.get("one_time_total", {}), ledger.get("per_1k_queries", {})
+    traffic = (ledger.get("traffic") or {}).get("total", {})
     picked = {
-        **{f"one_time_{u}": ledger["one_time_total"].get(u) for u in units},
-        **{f"{u}_per_1k_queries": ledger["per_1k_queries"].get(u) for u in units},
-        "usd_per_1m_output_tokens": ledger["self_hosted"].get("usd_per_1m_output_tokens"),
-        "usd_per_correct_answer": ledger["per_correct_answer"].get("usd"),
-        "traffic_total_usd": ledger["traffic"]["total"].get("usd"),
-        "traffic_total_co2_kg": ledger["traffic"]["total"].get("co2_kg"),
+        **{f"one_time_{u}": one_time.get(u) for u in units},
+        **{f"{u}_per_1k_queries": per_1k.get(u) for u in units},
+        "usd_per_1m_output_tokens": (ledger.get("self_hosted") or {}).get(
+            "usd_per_1m_output_tokens"
+        ),
+        "usd_per_correct_answer": (ledger.get("per_correct_answer") or {}).get("usd"),
+        "traffic_total_usd": traffic.get("usd"),
+        "traffic_total_co2_kg": traffic.get("co2_kg"),
     }
     return _numeric_leaves(picked, f"cost/{arm}")
 
