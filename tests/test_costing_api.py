@@ -16,8 +16,8 @@ THOUSAND_RAG_QUERIES = ["--input-tokens", "1500", "--output-tokens", "50", "--qu
 def test_one_command_prices_1000_queries_for_both_models_at_a_date():
     # OpenAI prices per 1M tokens: gpt-4o-mini 0.15 in / 0.60 out (from 2024-07-18); gpt-4o
     # 5.00 / 15.00 (2024-05-13), then 2.50 / 10.00 for gpt-4o-2024-08-06.
-    # 1,000 x (1,500 x 0.15 + 50 x 0.60) / 1e6 = 0.255; gpt-4o: 1,000 x (1,500 x 2.5 + 50 x 10) / 1e6
-    # = 4.25, and 8.25 at the May 2024 price.
+    # 1,000 x (1,500 x 0.15 + 50 x 0.60) / 1e6 = 0.255;
+    # gpt-4o: 1,000 x (1,500 x 2.5 + 50 x 10) / 1e6 = 4.25, and 8.25 at the May 2024 price.
     out = ragtune_cost_json(
         "api", "--model", "gpt-4o-mini,gpt-4o", *THOUSAND_RAG_QUERIES, "--price-date", "2024-09-01"
     )
