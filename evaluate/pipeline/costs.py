@@ -72,10 +72,15 @@ def _measured(spec, stages: Stages) -> dict[str, float | None]:
         wanted.append("index")
     if spec.tuned and not stages.adapter.result.reused:
         wanted.append("train")
+    # Only sensor readings count as measured; codecarbon's TDP-model estimates stay in
+    # results.json under stages.energy with status "estimated" and their mode.
+    readings = {
+        stage: stages.energy[stage].result.to_dict() for stage in wanted if stage in stages.energy
+    }
     return {
-        stage: stages.energy[stage].result.to_dict()["energy_kwh"]
-        for stage in wanted
-        if stage in stages.energy
+        stage: reading["energy_kwh"]
+        for stage, reading in readings.items()
+        if reading.get("status", "measured") == "measured"
     }
 
 
