@@ -41,6 +41,9 @@ def model_of(row: ApiPrice) -> str:
 def price_on(model: str, day: str | None = None, prices: Mapping[str, ApiPrice] | None = None):
     """The row of ``model`` in force on ``day`` (latest on or before it; None: the newest)."""
     prices = load_api_prices() if prices is None else prices
+    exact = prices.get(model.lower())
+    if exact is not None and exact.model and exact.model.lower() != model.lower():
+        return exact  # a dated row named directly ("gpt-4o@2024-08-06")
     rows = sorted(
         (r for r in prices.values() if model_of(r) == model.lower()),
         key=lambda r: parse_day(r.date, f"{API_PRICES_PATH.name}: date of {r.name!r}"),

@@ -19,6 +19,8 @@ from costing.catalog import find_hardware, load_grid_intensity, load_hardware_ca
 from costing.rates import device_rates, grid_g_per_kwh
 from costing.requirements import parse_count
 from costing.serving import (
+    DEFAULT_MBU,
+    DEFAULT_MFU,
     ModelShape,
     Roofline,
     batch_table,
@@ -29,12 +31,6 @@ from costing.settings import ReportSettings
 from costing.traffic import self_hosted_capacity, self_hosted_vs_api
 from costing.types import CostSettings
 
-# PaLM reports 46.2% MFU for training (Chowdhery et al. 2022, arXiv:2204.02311, table 3); 0.4 is
-# the round figure this tool has always used for compute-bound work.
-DEFAULT_MFU = 0.4
-# 1.0 = the memory roofline itself (an upper bound on speed). Serving stacks reach less: the
-# published TensorRT-LLM throughputs in tests/test_costing_serving.py are reproduced with 0.8.
-DEFAULT_MBU = 1.0
 DEFAULT_BATCHES = "1,2,4,8,16,32,64,128,256,512"
 COMMANDS = ("serve", "api", "compare")
 

@@ -29,6 +29,12 @@ from costing.catalog import Hardware
 from costing.rows import CostingConfigError
 
 TERA = 1e12
+# PaLM reports 46.2% MFU for training (Chowdhery et al. 2022, arXiv:2204.02311, table 3); 0.4 is
+# the round figure this package has always used for compute-bound work.
+DEFAULT_MFU = 0.4
+# 1.0 = the memory roofline itself (an upper bound on speed). Serving stacks reach less: the
+# published TensorRT-LLM throughputs in tests/test_costing_serving.py are reproduced with 0.8.
+DEFAULT_MBU = 1.0
 # Bytes per value of the dtypes a config.json names in "torch_dtype" / "dtype".
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float8": 1, "int8": 1}
 
@@ -43,6 +49,7 @@ class ModelShape:
     n_kv_heads: int = 0
     head_dim: int = 0
     kv_bytes_per_value: float = 2.0  # fp16 / bf16 KV cache
+    kv_bytes_per_token_given: float | None = None  # known directly (wins over the shape)
 
     def __post_init__(self) -> None:
         formulas.check_number("n_params", self.n_params, strict=True)
@@ -50,6 +57,8 @@ class ModelShape:
         for name in ("n_layers", "n_kv_heads", "head_dim"):
             formulas.check_count(name, getattr(self, name))
         formulas.check_number("kv_bytes_per_value", self.kv_bytes_per_value, strict=True)
+        if self.kv_bytes_per_token_given is not None:
+            formulas.check_number("kv_bytes_per_token", self.kv_bytes_per_token_given)
 
     @property
     def weight_bytes(self) -> float:
@@ -58,6 +67,8 @@ class ModelShape:
     @property
     def kv_bytes_per_token(self) -> float:
         """K and V of one context token over all layers."""
+        if self.kv_bytes_per_token_given is not None:
+            return self.kv_bytes_per_token_given
         return 2.0 * self.n_layers * self.n_kv_heads * self.head_dim * self.kv_bytes_per_value
 
     def to_dict(self) -> dict[str, Any]:
