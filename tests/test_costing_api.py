@@ -68,6 +68,25 @@ def test_api_user_errors_are_one_line_exit_2(argv, message):
     assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["serve", "--hardware", "a100", "--params", "7b"], "unknown hardware 'a100'"),
+        (["serve", "--hardware", "a10g", "--params", "7b"], "no peak_tflops or bandwidth_tb_s"),
+        (["serve", "--hardware", "a100-80gb", "--params", "7b", "--mbu", "1.5"], "mbu must be"),
+        (["serve", "--hardware", "a100-80gb", "--params", "7b", "--model-config", "/nope.json"],
+         "cannot read the model config"),
+        (["compare", "--hardware", "a100-80gb", "--params", "7b", "--queries-per-day", "10",
+          "--input-tokens", "10", "--output-tokens", "5", "--api-model", "gpt-5"],
+         "no price for API model 'gpt-5'"),
+    ],
+)  # fmt: skip
+def test_serve_and_compare_user_errors_are_one_line_exit_2(argv, message):
+    done = ragtune_cost(*argv)
+    assert done.returncode == 2
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
 def test_energy_estimate_is_labelled_with_source_and_range():
     e = api_request_energy("gpt-4o", 50)
     assert e["kind"] == "estimate" and "EcoLogits" in e["source"]
@@ -77,6 +96,39 @@ def test_energy_estimate_is_labelled_with_source_and_range():
     # gpt-4o, 440B -> 1,056 GB -> 14 -> 16 GPUs; an 8B model fits one.
     assert gpus_required(440) == 16 and gpus_required(8) == 1
     assert "unknown" in api_request_energy("claude-3.5-sonnet", 50)
+
+
+# Output of ecologits 0.11.3 itself, llm_impacts("openai", model, 50 output tokens, latency
+# unbounded), typed in: request energy in kWh, (min, max).
+ECOLOGITS_0_11_3_KWH = {
+    "gpt-4o": (7.90310987445733e-05, 0.00012713518392453514),
+    "gpt-4o-mini": (3.6214125791520955e-06, 4.3047092436401894e-06),
+}
+
+
+def test_energy_matches_ecologits_published_output_through_the_cli():
+    out = ragtune_cost_json(
+        "api", "--model", "gpt-4o-mini,gpt-4o", "--input-tokens", "1500", "--output-tokens", "50"
+    )
+    for quote in out["api"]:
+        low, high = ECOLOGITS_0_11_3_KWH[quote["model"]]
+        e = quote["energy_per_query"]
+        assert (e["energy_kwh_min"], e["energy_kwh_max"]) == (
+            pytest.approx(low, rel=1e-9),
+            pytest.approx(high, rel=1e-9),
+        )
+        assert e["kind"] == "estimate" and "EcoLogits" in e["source"]
+    # The README's rounded figures: 0.0036-0.0043 Wh and 0.079-0.127 Wh; 0.03-0.05 g on the US grid.
+    mini, big = (q["energy_per_query"] for q in out["api"])
+    assert (round(mini["energy_kwh_min"] * 1e3, 4), round(mini["energy_kwh_max"] * 1e3, 4)) == (
+        0.0036,
+        0.0043,
+    )
+    assert (round(big["energy_kwh_min"] * 1e3, 3), round(big["energy_kwh_max"] * 1e3, 3)) == (
+        0.079,
+        0.127,
+    )
+    assert (round(big["co2_g_min"], 2), round(big["co2_g_max"], 2)) == (0.03, 0.05)
 
 
 def test_energy_matches_the_ecologits_package_when_installed():
