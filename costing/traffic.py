@@ -117,7 +117,7 @@ def crossing(host: dict[str, Any], api: dict[str, float | None]) -> dict[str, An
         else:
             out[metric] = {
                 "queries_per_day": per_replica / per_query,
-                "why": "self-hosted is cheaper above this traffic",
+                "why": f"self-hosted needs less {metric} per day above this traffic",
             }
     return out
 
