@@ -27,6 +27,7 @@ from costing.projection import PHASES, calibrate, project_arm
 from costing.qoe import qoe_summary
 from costing.rates import device_rates, grid_g_per_kwh, measuring_rates
 from costing.rows import CostingConfigError
+from costing.serving import Roofline
 from costing.settings import ReportSettings
 from costing.tokenomics import self_hosted_vs_api_section
 from costing.types import CostSettings
@@ -51,7 +52,8 @@ def check_report_settings(
         find_hardware(catalog, name)
     for name in report.api_models:
         find_api_price(load_api_prices() if prices is None else prices, name)
-    find_hardware(catalog, report.tokenomics.device)
+    tokenomics = report.tokenomics
+    Roofline(find_hardware(catalog, tokenomics.device), tokenomics.devices, tokenomics.mfu, 1.0)
     if report.tokenomics.price_date:
         parse_day(report.tokenomics.price_date, "costing.tokenomics.price_date")
     hybrid = report.hybrid

@@ -62,3 +62,11 @@ def test_bad_tokenomics_settings_fail_before_work():
         TokenomicsSettings(mbu=1.5)
     with pytest.raises(CostingConfigError, match=r"costing\.tokenomics\.price_date"):
         section(price_date="soon")
+
+
+def test_a_device_without_bandwidth_fails_at_config_time():
+    from costing.report import check_report_settings
+
+    options = ReportSettings(tokenomics=TokenomicsSettings(device="a10g"))
+    with pytest.raises(CostingConfigError, match="'a10g' has no peak_tflops or bandwidth_tb_s"):
+        check_report_settings(SETTINGS, options, catalog=catalog())
