@@ -173,6 +173,7 @@ def _flops(args: argparse.Namespace) -> float | None:
 
 def render(result: dict[str, Any]) -> str:
     lines = [f"grid: {result['grid']}", f"pue: {result['pue']}"]
+    lines += [f"{knob}: {result[knob]}" for knob in ("mfu", "mbu") if knob in result]
     if "estimate" in result:
         est = result["estimate"]
         for key in (
