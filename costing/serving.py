@@ -33,7 +33,7 @@ TERA = 1e12
 # the round figure this package has always used for compute-bound work.
 DEFAULT_MFU = 0.4
 # 1.0 = the memory roofline itself (an upper bound on speed). Serving stacks reach less: the
-# published TensorRT-LLM throughputs in tests/test_costing_serving.py are reproduced with 0.8.
+# published TensorRT-LLM throughputs in tests/costing/test_costing_serving.py need 0.8.
 DEFAULT_MBU = 1.0
 # Bytes per value of the dtypes a config.json names in "torch_dtype" / "dtype".
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float8": 1, "int8": 1}

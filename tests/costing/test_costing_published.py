@@ -116,7 +116,7 @@ LLAMA2 = {
 
 @pytest.mark.parametrize("model", sorted(LLAMA2))
 def test_llama2_model_card_tco2_per_model_through_the_cli(model):
-    from tests.cost_cli import ragtune_cost_json
+    from tests.helpers.cost_cli import ragtune_cost_json
 
     gpu_hours, watts, published_t = LLAMA2[model]
     power = ["--power-w", str(watts)] if watts else []
@@ -149,7 +149,7 @@ def test_patterson_gpt3_published_figures_through_the_cli():
     # 330 W per chip, PUE 1.1, 0.429 kg/kWh; the paper gives 1,287 MWh and 552 t CO2e. Ours:
     # 3,552,000 GPU-h x 0.33 kW x 1.1 = 1,289.4 MWh and 553.1 t: the paper's days are rounded
     # (14.8), so we allow 0.5%.
-    from tests.cost_cli import ragtune_cost_json
+    from tests.helpers.cost_cli import ragtune_cost_json
 
     est = ragtune_cost_json(
         "--hardware",

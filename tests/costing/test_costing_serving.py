@@ -10,7 +10,7 @@ import pytest
 
 from costing.catalog import load_hardware_catalog
 from costing.serving import ModelShape, Roofline, batch_table, knee_batch, shape_from_config
-from tests.cost_cli import DATA, ragtune_cost, ragtune_cost_json
+from tests.helpers.cost_cli import DATA, ragtune_cost, ragtune_cost_json
 
 LLAMA_7B = ["--params", "6.74b", "--model-config", str(DATA / "llama-7b.json")]
 GPT_J = ["--params", "6.05b", "--model-config", str(DATA / "gpt-j-6b.json")]
@@ -233,7 +233,7 @@ def test_serve_table_marks_the_knee_and_utilization_is_a_shorthand():
 def test_a_closed_pipe_ends_quietly():
     import subprocess
 
-    from tests.cost_cli import command
+    from tests.helpers.cost_cli import command
 
     batches = ",".join(str(b) for b in range(1, 4000))
     proc = subprocess.Popen(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from evaluate.records.results import tokenomics_metrics
+from evaluate.records.tracking import RunRecord
 from evaluate.report import self_hosted_vs_api_rows, write_report
-from evaluate.results import tokenomics_metrics
-from evaluate.tracking import RunRecord
 
 
 def section():

@@ -12,7 +12,7 @@ from costing import (
     build_cost_report,
 )
 from costing.settings import ProjectionSettings, TokenomicsSettings
-from tests.test_costing_ledger import SETTINGS, catalog, make_arm
+from tests.costing.test_costing_ledger import SETTINGS, catalog, make_arm
 
 
 def section(**tokenomics):

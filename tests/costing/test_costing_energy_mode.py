@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from costing import EnergyMeter
-from tests.test_costing_energy import CPU, FakeTracker
+from tests.costing.test_costing_energy import CPU, FakeTracker
 
 
 class GPU:

@@ -8,7 +8,7 @@ import pytest
 from costing.api import parse_day, price_on
 from costing.api_energy import api_request_energy, gpus_required
 from costing.rows import CostingConfigError
-from tests.cost_cli import DATA, ragtune_cost, ragtune_cost_json
+from tests.helpers.cost_cli import DATA, ragtune_cost, ragtune_cost_json
 
 THOUSAND_RAG_QUERIES = ["--input-tokens", "1500", "--output-tokens", "50", "--queries", "1000"]
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-DATA = Path(__file__).parent / "data" / "model_configs"
+DATA = Path(__file__).parent.parent / "data" / "model_configs"
 
 
 def command() -> list[str]:
