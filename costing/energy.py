@@ -8,6 +8,12 @@ codecarbon is imported lazily, only inside the meter. A missing package, a track
 a reading of zero or nothing all give ``energy_kwh = None`` with ``status = "unavailable"`` and the
 reason: a stage whose energy was not measured is never reported as using 0 kWh. Errors of the
 measured code itself are never swallowed.
+
+A reading is ``"measured"`` only when codecarbon read a power sensor: Intel RAPL or Power Gadget or
+Windows EMI for the CPU, NVML for NVIDIA GPUs, powermetrics on Apple silicon. Without one
+(containers, most VMs, AMD without RAPL access) codecarbon models CPU power from its TDP table,
+as a constant share of TDP or scaled by CPU load: such a reading has ``status = "estimated"``.
+``mode`` records what codecarbon used, e.g. ``"CPU: cpu_load; RAM: estimated"``.
 """
 
 from __future__ import annotations
@@ -32,8 +38,9 @@ class MeasuredEnergy:
     seconds: float
     energy_kwh: float | None  # what codecarbon measured (CPU, GPU, RAM), PUE applied
     co2_kg: float | None  # codecarbon's own estimate from its grid data for the country
-    status: str  # "measured" | "unavailable"
+    status: str  # "measured" (power sensors) | "estimated" (codecarbon's TDP model) | "unavailable"
     reason: str | None = None
+    mode: str | None = None  # codecarbon's source per component, e.g. "CPU: constant; RAM: ..."
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,9 +113,41 @@ class EnergyMeter:
             reason = reason or "codecarbon reported no energy (zero or missing reading)"
         elif not _positive(co2):
             co2 = None
-        status = "unavailable" if energy is None else "measured"
-        self.result = MeasuredEnergy(self.stage, seconds, energy, co2, status, reason)
+        mode, sensed = codecarbon_mode(self._tracker)
+        status = "unavailable" if energy is None else "measured" if sensed else "estimated"
+        if status == "estimated":
+            reason = reason or (
+                "no power sensor readable: codecarbon estimated CPU power from its TDP table "
+                f"({mode})"
+            )
+        self.result = MeasuredEnergy(self.stage, seconds, energy, co2, status, reason, mode)
         return False  # never hide the measured code's own exception
+
+
+# codecarbon 3.3 (codecarbon/external/hardware.py): CPU modes that read a sensor; "constant"
+# (a share of TDP) and "cpu_load" (TDP scaled by load) are models, not measurements.
+SENSOR_CPU_MODES = {"intel_rapl", "intel_power_gadget", "windows_emi"}
+SENSOR_COMPONENTS = {"GPU": "nvml", "AppleSiliconChip": "powermetrics"}
+
+
+def codecarbon_mode(tracker: Any) -> tuple[str | None, bool]:
+    """What the tracker read each component with, and whether the CPU (or chip) was sensed."""
+    hardware = getattr(tracker, "_hardware", None) or []
+    parts, sensed = [], False
+    for item in hardware:
+        kind = type(item).__name__
+        if kind == "CPU":
+            cpu_mode = str(getattr(item, "_mode", "unknown"))
+            sensed = sensed or cpu_mode in SENSOR_CPU_MODES
+            parts.append(f"CPU: {cpu_mode}")
+        elif kind in SENSOR_COMPONENTS:
+            sensed = True
+            parts.append(f"{kind}: {SENSOR_COMPONENTS[kind]}")
+        elif kind == "RAM":
+            parts.append("RAM: estimated from memory size")
+        else:
+            parts.append(f"{kind}: unknown")
+    return ("; ".join(parts) or None), sensed
 
 
 def _positive(value: Any) -> bool:

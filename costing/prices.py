@@ -29,6 +29,7 @@ class ApiPrice:
     date: str
     source: str
     notes: str = ""
+    model: str = ""  # the model a dated row prices (empty: the row's name); see costing/api.py
 
     def __post_init__(self) -> None:
         # Validate now so a bad row fails at load time, naming its field.

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from costing.api import parse_day
 from costing.breakeven import METRICS, pairwise_break_even
 from costing.catalog import GridIntensity, Hardware, find_hardware, load_hardware_catalog
 from costing.freshness import freshness_scenario
@@ -26,7 +27,9 @@ from costing.projection import PHASES, calibrate, project_arm
 from costing.qoe import qoe_summary
 from costing.rates import device_rates, grid_g_per_kwh, measuring_rates
 from costing.rows import CostingConfigError
+from costing.serving import Roofline
 from costing.settings import ReportSettings
+from costing.tokenomics import self_hosted_vs_api_section
 from costing.types import CostSettings
 
 SCHEMA = "ragtune-cost-report/1"
@@ -49,6 +52,10 @@ def check_report_settings(
         find_hardware(catalog, name)
     for name in report.api_models:
         find_api_price(load_api_prices() if prices is None else prices, name)
+    tokenomics = report.tokenomics
+    Roofline(find_hardware(catalog, tokenomics.device), tokenomics.devices, tokenomics.mfu, 1.0)
+    if report.tokenomics.price_date:
+        parse_day(report.tokenomics.price_date, "costing.tokenomics.price_date")
     hybrid = report.hybrid
     devices = [d.lower() for d in report.projection.devices]
     for key in ("edge", "cloud") if hybrid.enabled else ():
@@ -131,6 +138,9 @@ def build_cost_report(
         },
         "freshness": freshness_scenario(arms, rates, report.freshness),
         "hybrid": hybrid_from_report(ledgers, projections, report.hybrid),
+        "self_hosted_vs_api": self_hosted_vs_api_section(
+            arms, model, report, catalog, settings.pue, g_per_kwh, prices
+        ),
     }
 
 

@@ -102,18 +102,20 @@ def serving_row(
     output_tokens: float,
     queries_per_day: float,
     bytes_per_param: float,
-    utilization: float,
+    mfu: float,
+    mbu: float,
 ) -> dict[str, Any]:
-    """Batch-1 serving: prefill compute-bound, decode bandwidth-bound, on the fewest devices."""
+    """Batch-1 serving: prefill compute-bound at ``mfu``, decode bandwidth-bound at ``mbu``, on
+    the fewest devices (batches and the KV cache: costing/serving.py, ``ragtune-cost serve``)."""
     row: dict[str, Any] = {"params": n_params, "hardware": hardware.name}
     k = _min_devices(n_params * bytes_per_param, hardware)
     if k is None or hardware.peak_tflops is None or hardware.bandwidth_tb_s is None:
         return {**row, "unknown": f"hardware {hardware.name!r} lacks memory, peak or bandwidth"}
     prefill = formulas.prefill_seconds(
-        n_params, prompt_tokens, k * hardware.peak_tflops * TERA, utilization
+        n_params, prompt_tokens, k * hardware.peak_tflops * TERA, mfu
     )
     per_token = formulas.decode_seconds_per_token(
-        n_params * bytes_per_param, k * hardware.bandwidth_tb_s * TERA, utilization
+        n_params * bytes_per_param, k * hardware.bandwidth_tb_s * TERA, mbu
     )
     query_s = prefill + max(output_tokens - 1, 0) * per_token
     busy_hours_per_day = k * query_s * queries_per_day / 3600

@@ -151,6 +151,36 @@ class EnergySettings:
 
 
 @dataclass
+class TokenomicsSettings:
+    """Self-hosted versus API at ``traffic.queries_per_day`` (costing/tokenomics.py)."""
+
+    device: str = "a100-80gb"  # catalog row serving the self-hosted arms
+    devices: int = 1  # devices per replica
+    latency_target_s: float = 2.0  # each request answered within this (an assumption; QoE)
+    mfu: float = 0.4  # prefill and compute-bound decode (costing/serving.py DEFAULT_MFU)
+    mbu: float = 1.0  # decode bandwidth share; 1.0 = the memory roofline (DEFAULT_MBU)
+    bytes_per_param: float = 2.0  # bf16 serving weights
+    price_date: str = ""  # API price rows in force on this day (YYYY-MM-DD); empty: newest
+    api_arm: str = "rag"  # the arm whose token counts the API answers with (API + RAG)
+
+    def __post_init__(self) -> None:
+        rules = {
+            "device": (lambda v: isinstance(v, str) and bool(v), "a catalog name"),
+            "devices": (
+                lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                "an integer >= 1",
+            ),
+            "latency_target_s": POSITIVE,
+            "mfu": UNIT,
+            "mbu": UNIT,
+            "bytes_per_param": POSITIVE,
+            "price_date": TEXT,
+            "api_arm": TEXT,
+        }
+        _validate(self, "tokenomics", rules)
+
+
+@dataclass
 class ReportSettings:
     traffic: TrafficSettings = field(default_factory=TrafficSettings)
     qoe: QoESettings = field(default_factory=QoESettings)
@@ -159,6 +189,7 @@ class ReportSettings:
     freshness: FreshnessSettings = field(default_factory=FreshnessSettings)
     hybrid: HybridSettings = field(default_factory=HybridSettings)
     energy: EnergySettings = field(default_factory=EnergySettings)
+    tokenomics: TokenomicsSettings = field(default_factory=TokenomicsSettings)
     # Rows of costing/data/api_prices.yaml to price the same token counts with.
     api_models: list[str] = field(
         default_factory=lambda: ["gpt-4o", "gpt-4o-mini", "claude-3.5-sonnet", "gemini-1.5-pro"]

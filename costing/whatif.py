@@ -5,16 +5,20 @@
     python -m costing.whatif --hardware a100-80gb --params 7b --tokens 2e12 --utilization 0.4
     python -m costing.whatif --table training --sizes 7b,13b,70b --tokens 2e12
     python -m costing.whatif --table serving --sizes 7b,70b --queries-per-day 1e6 --json
+    python -m costing.whatif --hardware a100-80gb --devices 2048 --tokens 1.4t \\
+        --tokens-per-s-per-device 380
+    ragtune-cost serve | api | compare ...   (costing/commands.py)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
-from costing import formulas
+from costing import commands, formulas
 from costing.catalog import find_hardware, load_grid_intensity, load_hardware_catalog
 from costing.rates import device_rates, grid_g_per_kwh
 from costing.requirements import estimate, parse_count, serving_row, training_row
@@ -22,11 +26,12 @@ from costing.rows import CostingConfigError
 from costing.settings import EmbodiedSettings, ReportSettings
 from costing.types import CostSettings
 
-DEFAULT_UTILIZATION = 0.4  # a typical large-run MFU (PaLM reports 46.2%, arXiv:2204.02311)
-
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ragtune-cost", description="What-if cost estimator")
+    p = argparse.ArgumentParser(
+        prog="ragtune-cost",
+        description="What-if cost estimator. Also: ragtune-cost serve|api|compare --help",
+    )
     p.add_argument("--table", choices=("training", "serving"), help="print a requirement table")
     p.add_argument("--hardware", default=None, help="catalog row(s), comma-separated for tables")
     p.add_argument("--devices", type=int, default=1, help="devices running the job")
@@ -35,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     work.add_argument("--flops", type=float, help="total FLOPs")
     work.add_argument("--params", help="model parameters, e.g. 7b (with --tokens: 6ND)")
     work.add_argument("--trainable-params", help="adapter parameters: LoRA FLOPs instead of 6ND")
+    work.add_argument(
+        "--tokens-per-s-per-device",
+        type=float,
+        help="with --tokens: measured training throughput instead of FLOPs / (peak x MFU)",
+    )
     p.add_argument("--tokens", help="training tokens, e.g. 2e12")
     p.add_argument("--sizes", default="7b,13b,70b", help="model sizes for --table")
     p.add_argument("--days", type=float, default=30.0, help="training deadline for --table")
@@ -42,12 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-tokens", type=float, default=250.0)
     p.add_argument("--queries-per-day", type=float, default=100_000.0)
     p.add_argument("--bytes-per-param", type=float, default=2.0, help="serving weights (bf16: 2)")
-    p.add_argument(
-        "--utilization",
-        type=float,
-        default=DEFAULT_UTILIZATION,
-        help="share of peak FLOP/s (and of bandwidth when serving)",
-    )
+    commands.add_utilization_args(p)
     p.add_argument("--power-w", type=float, help="average draw per device; default catalog TDP")
     p.add_argument("--pue", type=float, default=1.0)
     p.add_argument("--region", default="world", help="row of costing/data/grid.yaml")
@@ -91,15 +96,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             usd_per_hour=args.usd_per_hour,
         )
 
-    out: dict[str, Any] = {"grid": grid_label, "pue": args.pue, "utilization": args.utilization}
+    mfu, mbu = commands.utilizations(args)
+    out: dict[str, Any] = {"grid": grid_label, "pue": args.pue}
     if args.table == "training":
+        out["mfu"] = mfu
         tokens = parse_count(args.tokens or "")
         out["training"] = [
-            training_row(parse_count(s), tokens, hw, rates(hw), args.utilization, args.days)
+            training_row(parse_count(s), tokens, hw, rates(hw), mfu, args.days)
             for s in args.sizes.split(",")
             for hw in hardware
         ]
     elif args.table == "serving":
+        out.update(mfu=mfu, mbu=mbu)
         out["serving"] = [
             serving_row(
                 parse_count(s),
@@ -109,26 +117,50 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 output_tokens=args.output_tokens,
                 queries_per_day=args.queries_per_day,
                 bytes_per_param=args.bytes_per_param,
-                utilization=args.utilization,
+                mfu=mfu,
+                mbu=mbu,
             )
             for s in args.sizes.split(",")
             for hw in hardware
         ]
     else:
-        out["estimate"] = estimate(
-            rates(hardware[0], args.devices),
-            hardware[0],
-            hours=args.hours,
-            flops=_flops(args),
-            utilization=args.utilization,
+        hours = args.hours
+        if args.tokens_per_s_per_device is not None:
+            hours = _hours_from_throughput(args)
+        flops = _flops(args)
+        est = estimate(
+            rates(hardware[0], args.devices), hardware[0], hours=hours, flops=flops, utilization=mfu
         )
+        if flops is None:  # wall clock given: no FLOPs and no utilization were used
+            est.pop("flops"), est.pop("utilization")
+        else:
+            out["mfu"] = mfu
+        if args.tokens_per_s_per_device is not None:
+            est["tokens_per_s_per_device"] = args.tokens_per_s_per_device
+        out["estimate"] = est
     return out
 
 
+def _hours_from_throughput(args: argparse.Namespace) -> float:
+    """Wall-clock hours of ``--tokens`` at ``--tokens-per-s-per-device`` on ``--devices``."""
+    if args.tokens is None or args.hours is not None or args.flops is not None:
+        raise ValueError("--tokens-per-s-per-device needs --tokens (and no --hours or --flops)")
+    rate = formulas.check_number(
+        "--tokens-per-s-per-device", args.tokens_per_s_per_device, strict=True
+    )
+    devices = formulas.check_count("devices", args.devices, minimum=1)
+    return parse_count(args.tokens) / (rate * devices) / formulas.SECONDS_PER_HOUR
+
+
 def _flops(args: argparse.Namespace) -> float | None:
+    if args.tokens_per_s_per_device is not None:
+        return None
     given = [args.hours is not None, args.flops is not None, args.params is not None]
     if sum(given) != 1:
-        raise ValueError("give exactly one of --hours, --flops or --params (with --tokens)")
+        raise ValueError(
+            "give exactly one of --hours, --flops, --params (with --tokens) or "
+            "--tokens-per-s-per-device (with --tokens)"
+        )
     if args.params is None:
         return args.flops
     if args.tokens is None:
@@ -141,6 +173,7 @@ def _flops(args: argparse.Namespace) -> float | None:
 
 def render(result: dict[str, Any]) -> str:
     lines = [f"grid: {result['grid']}", f"pue: {result['pue']}"]
+    lines += [f"{knob}: {result[knob]}" for knob in ("mfu", "mbu") if knob in result]
     if "estimate" in result:
         est = result["estimate"]
         for key in (
@@ -157,6 +190,8 @@ def render(result: dict[str, Any]) -> str:
             "co2_kg",
             "usd",
         ):
+            if key not in est:
+                continue
             value = est.get(key)
             text = f"{value:,.6g}" if isinstance(value, float) else str(value)
             if value is None and key in est["unknown"]:
@@ -181,17 +216,35 @@ def _cell(value: Any) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = argv[0] if argv and argv[0] in commands.COMMANDS else None
+    parser = commands.build_parser(command) if command else build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(argv[1:] if command else argv)
     except SystemExit as exit_:  # argparse already printed the usage error
         return int(exit_.code or 0)
     try:
-        result = run(args)
+        result = commands.RUNNERS[command](args) if command else run(args)
     except (CostingConfigError, ValueError) as err:
         print(f"ragtune-cost: error: {err}", file=sys.stderr)
         return 2
-    print(json.dumps(result, indent=2, allow_nan=False) if args.json else render(result))
+    if args.json:
+        text = json.dumps(result, indent=2, allow_nan=False)
+    else:
+        text = commands.render(command, result) if command else render(result)
+    return _write(text)
+
+
+def _write(text: str) -> int:
+    """Print ``text``; a reader that closed the pipe early (``| head``) ends the command quietly."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Point stdout at /dev/null so the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
     return 0
 
 

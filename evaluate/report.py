@@ -17,7 +17,13 @@ import logging
 import sys
 from pathlib import Path
 
-from evaluate.records.plots import plot_break_even, plot_latency_breakdown, plot_pareto, plot_sweep
+from evaluate.records.plots import (
+    plot_break_even,
+    plot_latency_breakdown,
+    plot_pareto,
+    plot_self_hosted_vs_api,
+    plot_sweep,
+)
 from evaluate.records.tables import html_table, markdown_table
 from evaluate.records.tracking import RunRecord, TrackingReadError, fetch_runs, log_folder
 
@@ -90,6 +96,26 @@ def break_even_rows(run: RunRecord) -> list[list[str]]:
     return rows
 
 
+def self_hosted_vs_api_rows(run: RunRecord) -> list[list[str]]:
+    """Per arm and API model: crossing points in queries/day (USD, CO2e), from the metrics."""
+    rows = []
+    for key in sorted(run.metrics):
+        if key.startswith("tokenomics/") and key.endswith("/replica_day_usd"):
+            prefix = key.rsplit("/", 1)[0]
+            _, arm, api = prefix.split("/")
+            rows.append(
+                [
+                    arm,
+                    api,
+                    fmt(run.metrics[key]),
+                    fmt(run.metrics.get(f"{prefix}/api_usd_per_query")),
+                    fmt(run.metrics.get(f"{prefix}/crossing_usd_queries_per_day")),
+                    fmt(run.metrics.get(f"{prefix}/crossing_co2_queries_per_day")),
+                ]
+            )
+    return rows
+
+
 def swept_params(runs: list[RunRecord]) -> list[str]:
     """Config keys whose value differs between runs (paths and names excluded)."""
     keys = set().union(*(r.params for r in runs)) if runs else set()
@@ -108,6 +134,7 @@ def write_report(runs: list[RunRecord], title: str, out_dir: Path) -> Path:
         plot_pareto(runs, "co2", out_dir),
         plot_latency_breakdown(latest, arms_of(latest), out_dir),
         plot_break_even(latest, arms_of(latest), out_dir),
+        plot_self_hosted_vs_api(latest, out_dir),
     ]
     swept = swept_params(runs)
     plots += [plot_sweep(runs, key, out_dir) for key in swept]
@@ -125,6 +152,11 @@ def write_report(runs: list[RunRecord], title: str, out_dir: Path) -> Path:
             break_even_rows(latest),
         )
     )
+    tokenomics = self_hosted_vs_api_rows(latest)
+    if tokenomics:
+        header = ["arm", "API", "USD per replica-day", "API USD per query"]
+        header += ["crossing queries/day (USD)", "crossing queries/day (CO2e)"]
+        sections.append((f"Self-hosted versus API (run {latest.run_name})", header, tokenomics))
     md = [
         f"# {title}",
         "",

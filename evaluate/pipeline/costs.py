@@ -72,11 +72,35 @@ def _measured(spec, stages: Stages) -> dict[str, float | None]:
         wanted.append("index")
     if spec.tuned and not stages.adapter.result.reused:
         wanted.append("train")
-    return {
-        stage: stages.energy[stage].result.to_dict()["energy_kwh"]
-        for stage in wanted
-        if stage in stages.energy
+    # Only sensor readings count as measured; codecarbon's TDP-model estimates stay in
+    # results.json under stages.energy with status "estimated" and their mode.
+    readings = {
+        stage: stages.energy[stage].result.to_dict() for stage in wanted if stage in stages.energy
     }
+    return {
+        stage: reading["energy_kwh"]
+        for stage, reading in readings.items()
+        if reading.get("status", "measured") == "measured"
+    }
+
+
+def _kv_bytes_per_token(model_path: str | None, n_params: int) -> float:
+    """KV-cache bytes per context token from the model's config.json, at the float32 the
+    generators run in (0 when there is no config)."""
+    from pathlib import Path
+
+    from costing.rows import CostingConfigError
+    from costing.serving import shape_from_config
+
+    config = Path(model_path or "") / "config.json"
+    if not model_path or not config.is_file():
+        return 0.0
+    try:
+        shape = shape_from_config(config, n_params)
+        return shape.kv_bytes_per_token / shape.kv_bytes_per_value * 4.0
+    except CostingConfigError as err:
+        logger.warning("KV cache size unknown, costed as weights only: %s", err)
+        return 0.0
 
 
 def cost_report(
@@ -95,6 +119,7 @@ def cost_report(
         n_params=n_params,
         trainable_params=stages.adapter.result.trainable_params if stages.adapter else 0,
         bytes_per_param=4.0,
+        kv_bytes_per_token=_kv_bytes_per_token(model_path, n_params),
     )  # every generator here runs in float32
     arms = [arm_measurement(arm, preds, stages) for arm, preds in predictions.items()]
     report = build_cost_report(arms, model, cost_settings(config), config.costing)

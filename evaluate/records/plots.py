@@ -127,3 +127,36 @@ def plot_sweep(runs: list[RunRecord], param: str, out_dir: Path) -> Path | None:
     ax.legend()
     safe = "".join(c if c.isalnum() else "_" for c in param)
     return _save(fig, out_dir / f"sweep_{safe}.png")
+
+
+def plot_self_hosted_vs_api(run: RunRecord, out_dir: Path) -> Path | None:
+    """USD per day against queries/day: each arm self-hosted (a step per replica) and each API
+    model (a line), from the ``tokenomics/<arm>/<api>/...`` metrics; None without them."""
+    import math
+
+    keys = [
+        k for k in run.metrics if k.startswith("tokenomics/") and k.endswith("/replica_day_usd")
+    ]
+    if not keys:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    xs = [10 ** (i / 10) for i in range(10, 81)]  # 10 to 1e8 queries/day
+    arms_drawn, apis_drawn = set(), set()
+    for key in sorted(keys):
+        _, arm, api, _ = key.split("/")
+        day = run.metrics[key]
+        capacity = run.metrics.get(f"tokenomics/{arm}/{api}/capacity_queries_per_day")
+        per_query = run.metrics.get(f"tokenomics/{arm}/{api}/api_usd_per_query")
+        if capacity and arm not in arms_drawn:
+            ax.plot(
+                xs, [day * max(1, math.ceil(x / capacity)) for x in xs], label=f"{arm} self-hosted"
+            )
+            arms_drawn.add(arm)
+        if per_query is not None and api not in apis_drawn:
+            ax.plot(xs, [x * per_query for x in xs], linestyle="--", label=f"{api} API")
+            apis_drawn.add(api)
+    ax.set(xscale="log", yscale="log", xlabel="queries per day", ylabel="USD per day")
+    ax.set_title("Self-hosted versus API")
+    ax.legend(fontsize=7)
+    return _save(fig, out_dir / "self_hosted_vs_api.png")

@@ -320,6 +320,26 @@ def cost_report_metrics(report: dict[str, Any] | None) -> dict[str, float]:
             if row.get("break_even_queries") is not None:
                 a, b = row["arms"]
                 metrics[f"break_even/{metric}/{a}_vs_{b}_queries"] = row["break_even_queries"]
+    metrics.update(tokenomics_metrics(report.get("self_hosted_vs_api")))
+    return metrics
+
+
+def tokenomics_metrics(section: dict[str, Any] | None) -> dict[str, float]:
+    """``tokenomics/<arm>/<api model>/...``: what the report's self-hosted-vs-API table and plot
+    read back (crossing points, one replica-day, capacity, API cost per query)."""
+    metrics: dict[str, float] = {}
+    for arm, by_api in (section or {}).get("arms", {}).items():
+        for api, c in by_api.items():
+            host = c["self_hosted"]
+            values = {
+                "crossing_usd_queries_per_day": c["crossing"]["usd"]["queries_per_day"],
+                "crossing_co2_queries_per_day": c["crossing"]["co2_kg"]["queries_per_day"],
+                "replica_day_usd": host["replica_day"]["usd"],
+                "capacity_queries_per_day": host.get("capacity_queries_per_day"),
+                "api_usd_per_query": c["api_per_query"]["usd"],
+            }
+            prefix = f"tokenomics/{arm}/{api}"
+            metrics.update({f"{prefix}/{k}": float(v) for k, v in values.items() if v is not None})
     return metrics
 
 

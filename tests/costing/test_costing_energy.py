@@ -11,12 +11,21 @@ from costing import CostingConfigError, EnergyMeter
 from costing.energy import INSTALL_HINT
 
 
-class FakeTracker:
-    """Mimics codecarbon's OfflineEmissionsTracker: start(), stop() -> kg, final_emissions_data."""
+class CPU:
+    """Stands for codecarbon's CPU component; ``_mode`` is how it read power."""
 
-    def __init__(self, energy_kwh=0.002, co2_kg=0.0001, fail_on=None, **kwargs):
+    def __init__(self, mode="intel_rapl"):
+        self._mode = mode
+
+
+class FakeTracker:
+    """Mimics codecarbon's OfflineEmissionsTracker: start(), stop() -> kg, final_emissions_data,
+    and the ``_hardware`` components it read (a RAPL-sensed CPU unless told otherwise)."""
+
+    def __init__(self, energy_kwh=0.002, co2_kg=0.0001, fail_on=None, hardware=None, **kwargs):
         self.kwargs, self.energy, self.co2, self.fail_on = kwargs, energy_kwh, co2_kg, fail_on
         self.final_emissions_data = None
+        self._hardware = [CPU()] if hardware is None else hardware
 
     def start(self):
         if self.fail_on == "start":
