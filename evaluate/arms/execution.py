@@ -54,7 +54,13 @@ def tuned_generator(config: Config, model_path: str, adapter_dir: str):
     model = load_merged_model(model_path, adapter_dir, merge=config.finetune.merge).to(g.device)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     return ChatGenerator(
-        model, tokenizer, g.max_new_tokens, name="finetuned", context_window=g.context_window
+        model,
+        tokenizer,
+        g.max_new_tokens,
+        name="finetuned",
+        context_window=g.context_window,
+        temperature=g.temperature,
+        stop=list(g.stop),
     )
 
 
@@ -225,7 +231,12 @@ def answer_identity(
         "arm": arm,
         "backend": g.backend,
         "model": model,
-        "decoding": {"greedy": True, "max_new_tokens": g.max_new_tokens},
+        "decoding": {
+            "greedy": g.temperature == 0,
+            "max_new_tokens": g.max_new_tokens,
+            **({"temperature": g.temperature} if g.temperature else {}),
+            **({"stop": list(g.stop)} if g.stop else {}),
+        },
         "context_window": g.context_window,
         "prompt": _prompt_fingerprint(),
     }

@@ -4,15 +4,17 @@
 returns a ``Generation`` with the same latency convention (see ``evaluate.backends.transformers``):
 - TTFT: from the start of the request (before the body is serialised) to the first streamed
   content delta;
-- N: ``usage.completion_tokens`` of the final usage chunk (requested with
-  ``stream_options.include_usage``); a server that sends no usage gets its content deltas
-  counted instead, which may merge several tokens into one chunk, and the result says so
-  (``tokens_from_usage=False``);
+- N: ``usage.completion_tokens`` (requested with ``stream_options.include_usage``); a server
+  that sends no usage has the answer counted by the configured ``tokenizer``, or else its
+  content deltas counted (which may merge several tokens into one chunk); ``token_source``
+  says which;
 - e2e: to the last content delta, TPOT = (e2e - TTFT) / (N - 1), so e2e = TTFT + TPOT * (N - 1).
 
-Decoding is greedy (``temperature: 0``). The API key is read from the environment variable whose
-NAME is configured; it never appears in config, logs or error messages. The HTTP connection is
-kept alive between requests, as a serving client would, so TTFT after the warm-up request does
+The stream shapes of the common servers are read by ``evaluate.backends.sse_stream``.
+Decoding settings (``max_new_tokens``, ``temperature``, ``stop``) come from the generator config,
+greedy by default. The API key is read from the environment variable whose NAME is configured;
+it never appears in config, logs or error messages. The HTTP connection is kept alive
+between requests, as a serving client would, so TTFT after the warm-up request does
 not include TCP and TLS set-up. Requests are never retried after a response has started: a
 measurement is either whole or an ``EndpointError``.
 
@@ -34,16 +36,19 @@ import re
 import socket
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from evaluate.backends.base import Generation, GenerationFailure, check_context
+from evaluate.backends.sse_stream import StreamedAnswer, StreamError, read_answer
 from rag.core.errors import UserError
 
 logger = logging.getLogger(__name__)
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _BODY_PREVIEW_CHARS = 200
+# finish_reason of a model that emitted its end-of-sequence token (OpenAI, vLLM, llama.cpp,
+# Ollama: "stop"; TGI: "eos_token"); "length" means max_tokens cut it.
+_EOS_FINISH = ("stop", "eos_token")
 # Errors of a kept-alive connection the server closed while idle: safe to retry once on a new
 # connection, because the request never reached a live server.
 _STALE_CONNECTION = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
@@ -63,13 +68,17 @@ class EndpointError(GenerationFailure, UserError):
 
 @dataclass
 class EndpointGeneration(Generation):
-    """A ``Generation`` that also records whether N came from the server's usage figures."""
+    """A ``Generation`` that also records where N came from: ``usage`` (the server's figures),
+    ``tokenizer`` (``generator.tokenizer`` re-counting the answer) or ``chunks`` (streamed
+    pieces counted, which may merge several tokens)."""
 
     tokens_from_usage: bool = True
+    token_source: str = "usage"
 
 
 class EndpointGenerator:
-    """An OpenAI-compatible ``/chat/completions`` server answering one request at a time (one
+    """An OpenAI-compatible ``/chat/completions`` (or, with ``api="completions"`` and a
+    tokenizer, ``/completions``) server answering one request at a time (one
     kept-alive connection: not for use from several threads at once)."""
 
     def __init__(
@@ -83,16 +92,30 @@ class EndpointGenerator:
         tokenizer=None,
         name: str = "",
         context_window: int | None = None,
+        temperature: float = 0.0,
+        stop: list[str] | None = None,
+        api: str = "chat",
     ):
+        if api not in ("chat", "completions"):
+            raise ValueError(f"generator.api={api!r} must be 'chat' or 'completions'")
+        if api == "completions" and tokenizer is None:
+            raise ValueError(
+                "generator.api=completions needs generator.tokenizer: the prompt is the chat "
+                "template applied here, by the served model's tokenizer"
+            )
+        route = "/chat/completions" if api == "chat" else "/completions"
+        self.api = api
         parts = urlsplit(base_url.rstrip("/"))
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"generator.base_url={base_url!r} must be an http(s) URL")
         host = parts.netloc.rpartition("@")[2]  # user:password@ never reaches messages or logs
-        self.url = f"{parts.scheme}://{host}{parts.path}/chat/completions"
+        self.url = f"{parts.scheme}://{host}{parts.path}{route}"
         self._scheme, self._host, self._port = parts.scheme, parts.hostname, parts.port
-        self._path = f"{parts.path}/chat/completions"
+        self._path = f"{parts.path}{route}"
         self.model = model
         self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.stop = list(stop or [])
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
         self.tokenizer = tokenizer
@@ -111,6 +134,16 @@ class EndpointGenerator:
         )
         return len(encoded["input_ids"])
 
+    def _prompt(self, messages: list[dict[str, str]]) -> dict:
+        """``messages`` for the chat endpoint; for ``/completions`` the prompt text the chat
+        template makes of them (the server then adds no template of its own)."""
+        if self.api == "chat":
+            return {"messages": messages}
+        text = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
+        return {"prompt": text}
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
@@ -128,16 +161,17 @@ class EndpointGenerator:
                 self.prompt_tokens(messages), self.max_new_tokens, self.context_window, self.name
             )
         started = time.perf_counter()
-        body = json.dumps(
-            {
-                "model": self.model,
-                "messages": messages,
-                "max_tokens": self.max_new_tokens,
-                "temperature": 0,
-                "stream": True,
-                "stream_options": {"include_usage": True},
-            }
-        ).encode()
+        request = {
+            "model": self.model,
+            **self._prompt(messages),
+            "max_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if self.stop:
+            request["stop"] = self.stop
+        body = json.dumps(request).encode()
         try:
             response = self._send(body)
             if response.status >= 400:
@@ -148,8 +182,11 @@ class EndpointGenerator:
                     f"{preview[:_BODY_PREVIEW_CHARS]}",
                     "context_overflow" if refused else "http_error",
                 )
-            stream = _read_stream(response, self.url)
+            answer = read_answer(response.readline, self.url)
             response.read()  # drain the end of the body so the connection can be reused
+        except StreamError as exc:
+            self.close()
+            raise EndpointError(str(exc), exc.reason) from None
         except EndpointError:
             self.close()
             raise
@@ -163,7 +200,41 @@ class EndpointGenerator:
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             raise EndpointError(f"cannot reach {self.url}: {exc}", "unreachable") from None
-        return stream.to_generation(started)
+        return self._generation(answer, started, messages)
+
+    def _generation(
+        self, answer: StreamedAnswer, started: float, messages: list[dict[str, str]]
+    ) -> EndpointGeneration:
+        times = answer.piece_times_s or [t for t in (answer.finish_time_s,) if t is not None]
+        if not times:
+            raise EndpointError(f"{self.url}: the stream ended without content or finish_reason")
+        n, source = self._output_tokens(answer)
+        n = max(n, 1)  # an empty answer still ends with one (end-of-sequence) token
+        ttft_s = times[0] - started
+        e2e_s = times[-1] - started
+        tpot_s = (e2e_s - ttft_s) / (n - 1) if n > 1 else 0.0
+        prompt = answer.prompt_tokens
+        return EndpointGeneration(
+            text=answer.text.strip(),
+            input_tokens=prompt if prompt is not None else self.prompt_tokens(messages),
+            output_tokens=n,
+            ttft_s=ttft_s,
+            tpot_s=tpot_s,
+            e2e_s=e2e_s,
+            tokens_from_usage=source == "usage",
+            token_source=source,
+        )
+
+    def _output_tokens(self, answer: StreamedAnswer) -> tuple[int, str]:
+        """N from the server's usage; else the answer re-tokenized by the configured tokenizer
+        (plus the end-of-sequence token when the model stopped by itself, which the local backend
+        counts too); else the content chunks, which may each carry several tokens."""
+        if answer.completion_tokens is not None:
+            return answer.completion_tokens, "usage"
+        if self.tokenizer is not None:
+            ids = self.tokenizer(answer.text, add_special_tokens=False)["input_ids"]
+            return len(ids) + (answer.finish_reason in _EOS_FINISH), "tokenizer"
+        return len(answer.piece_times_s), "chunks"
 
     def _send(self, body: bytes) -> http.client.HTTPResponse:
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
@@ -214,99 +285,6 @@ def _read_api_key(api_key_env: str | None) -> str | None:
     return key
 
 
-@dataclass
-class _Stream:
-    url: str
-    text_parts: list[str]
-    token_times: list[float]
-    finish_time: float | None
-    completion_tokens: int | None
-    prompt_tokens: int | None
-
-    def to_generation(self, started: float) -> EndpointGeneration:
-        times = self.token_times or ([self.finish_time] if self.finish_time is not None else [])
-        if not times:
-            raise EndpointError(f"{self.url}: the stream ended without content or finish_reason")
-        from_usage = self.completion_tokens is not None
-        n = self.completion_tokens if from_usage else len(self.token_times)
-        n = max(n, 1)  # an empty answer still ends with one (end-of-sequence) token
-        ttft_s = times[0] - started
-        e2e_s = times[-1] - started
-        tpot_s = (e2e_s - ttft_s) / (n - 1) if n > 1 else 0.0
-        return EndpointGeneration(
-            text="".join(self.text_parts).strip(),
-            input_tokens=self.prompt_tokens if self.prompt_tokens is not None else -1,
-            output_tokens=n,
-            ttft_s=ttft_s,
-            tpot_s=tpot_s,
-            e2e_s=e2e_s,
-            tokens_from_usage=from_usage,
-        )
-
-
-def _events(response, received: list[str]):
-    """Server-sent events: yields each event's data (its ``data:`` lines joined by newlines).
-    The first lines read are kept in ``received`` for error messages."""
-    data: list[str] = []
-    while True:
-        raw = response.readline()
-        if not raw:
-            break
-        line = raw.decode("utf-8", "replace").rstrip("\r\n")
-        if sum(map(len, received)) < _BODY_PREVIEW_CHARS:
-            received.append(line)
-        if not line:
-            if data:
-                yield "\n".join(data)
-                data = []
-            continue
-        if line.startswith(":"):  # comment / keep-alive
-            continue
-        field, _, value = line.partition(":")
-        if field == "data":
-            data.append(value[1:] if value.startswith(" ") else value)
-    if data:
-        yield "\n".join(data)
-
-
-def _read_stream(response, url: str) -> _Stream:
-    stream = _Stream(url, [], [], None, None, None)
-    received: list[str] = []
-    for data in _events(response, received):
-        if data == "[DONE]":
-            return stream
-        now = time.perf_counter()
-        try:
-            chunk = json.loads(data)
-        except json.JSONDecodeError:
-            raise EndpointError(
-                f"{url} sent malformed JSON in the stream: {data[:_BODY_PREVIEW_CHARS]!r}"
-            ) from None
-        if not isinstance(chunk, dict):
-            raise EndpointError(f"{url} sent a non-object chunk: {data[:_BODY_PREVIEW_CHARS]!r}")
-        if "error" in chunk:
-            raise EndpointError(
-                f"{url} reported an error: {data[:_BODY_PREVIEW_CHARS]}", "server_error"
-            )
-        for choice in chunk.get("choices") or []:
-            content = (choice.get("delta") or {}).get("content")
-            if content:
-                stream.text_parts.append(content)
-                stream.token_times.append(now)
-            if choice.get("finish_reason") and stream.finish_time is None:
-                stream.finish_time = now
-        usage = chunk.get("usage")
-        if usage:
-            stream.completion_tokens = _int_or_none(usage.get("completion_tokens"))
-            stream.prompt_tokens = _int_or_none(usage.get("prompt_tokens"))
-    preview = " ".join(received)[:_BODY_PREVIEW_CHARS]
-    raise EndpointError(f"{url}: the stream ended before 'data: [DONE]'; received: {preview}")
-
-
-def _int_or_none(value) -> int | None:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
 def from_config(config, model_path: str | None = None) -> EndpointGenerator:
     """The registry's constructor: a client of ``config.base_url`` serving ``config.model``
     (``model_path`` is unused: the weights live on the server)."""
@@ -314,7 +292,12 @@ def from_config(config, model_path: str | None = None) -> EndpointGenerator:
     if config.tokenizer:
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(str(Path(config.tokenizer).expanduser()))
+        from rag.core.models import default_cache_dir, resolve_generator
+
+        # an alias (provisioned like generator.model), a local folder or a hub id
+        tokenizer = AutoTokenizer.from_pretrained(
+            resolve_generator(config.tokenizer, default_cache_dir())
+        )
     return EndpointGenerator(
         config.base_url,
         model=config.model,
@@ -325,4 +308,7 @@ def from_config(config, model_path: str | None = None) -> EndpointGenerator:
         name=config.model,
         tokenizer=tokenizer,
         context_window=config.context_window,
+        temperature=config.temperature,
+        stop=list(config.stop),
+        api=config.api,
     )

@@ -48,10 +48,14 @@ class ChatGenerator:
         max_new_tokens: int = 24,
         name: str = "",
         context_window: int | None = None,
+        temperature: float = 0.0,
+        stop: list[str] | None = None,
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
+        self.temperature = temperature  # 0: greedy
+        self.stop = list(stop or [])
         self.name = name
         # The model's trained positions; a configured window can only narrow it.
         positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
@@ -68,13 +72,23 @@ class ChatGenerator:
         max_new_tokens: int = 24,
         device: str = "cpu",
         context_window: int | None = None,
+        temperature: float = 0.0,
+        stop: list[str] | None = None,
     ) -> ChatGenerator:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(device)
-        return cls(model, tokenizer, max_new_tokens, name=model_path, context_window=context_window)
+        return cls(
+            model,
+            tokenizer,
+            max_new_tokens,
+            name=model_path,
+            context_window=context_window,
+            temperature=temperature,
+            stop=stop,
+        )
 
     def prompt_tokens(self, messages: list[dict[str, str]]) -> int:
         return len(self._encode(messages)["input_ids"][0])
@@ -83,6 +97,15 @@ class ChatGenerator:
         return self.tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
         )
+
+    def _decoding(self) -> dict:
+        """Sampling and stop sequences for ``model.generate`` (greedy unless temperature > 0)."""
+        options: dict = {"do_sample": self.temperature > 0}
+        if self.temperature > 0:
+            options["temperature"] = self.temperature
+        if self.stop:  # generate() keeps the stop string; generate() below drops it, as servers do
+            options.update(stop_strings=self.stop, tokenizer=self.tokenizer)
+        return options
 
     def generate(self, messages: list[dict[str, str]]) -> Generation:
         import torch
@@ -97,14 +120,19 @@ class ChatGenerator:
             output = self.model.generate(
                 **inputs,
                 max_new_tokens=self.max_new_tokens,
-                do_sample=False,
                 num_beams=1,
                 pad_token_id=self.tokenizer.pad_token_id,
                 streamer=clock,
+                **self._decoding(),
             )
         prompt_len = inputs["input_ids"].shape[1]
         new_ids = output[0][prompt_len:]
-        text = self.tokenizer.decode(new_ids, skip_special_tokens=True).strip()
+        text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
+        for stop in self.stop:
+            if text.endswith(stop):
+                text = text[: -len(stop)]
+                break
+        text = text.strip()
         n = len(clock.token_times)
         if n == 0:  # nothing generated (max_new_tokens=0 is rejected by config validation)
             raise RuntimeError("the model generated no token")
@@ -117,5 +145,10 @@ class ChatGenerator:
 def from_config(config, model_path: str | None) -> ChatGenerator:
     """The registry's constructor: the model at ``model_path`` in-process."""
     return ChatGenerator.load(
-        model_path, config.max_new_tokens, config.device, config.context_window
+        model_path,
+        config.max_new_tokens,
+        config.device,
+        config.context_window,
+        temperature=config.temperature,
+        stop=list(config.stop),
     )

@@ -67,6 +67,8 @@ class VLLMGenerator:
         name: str = "",
         context_window: int | None = None,
         seed: int = 0,
+        temperature: float = 0.0,
+        stop: list[str] | None = None,
     ):
         if not vllm_installed():
             raise VLLMNotInstalledError(VLLM_MISSING)
@@ -81,7 +83,10 @@ class VLLMGenerator:
         self.max_new_tokens = max_new_tokens
         self.name = name or model_path
         self.context_window = context_window or _engine_window(self.llm)
-        self.params = vllm.SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
+        sampling = {"temperature": temperature, "max_tokens": max_new_tokens}
+        if stop:
+            sampling["stop"] = list(stop)
+        self.params = vllm.SamplingParams(**sampling)
 
     def prompt_tokens(self, messages: list[dict[str, str]]) -> int:
         return len(self._encode(messages))
@@ -132,4 +137,11 @@ def _engine_window(llm) -> int | None:
 
 def from_config(config, model_path: str | None) -> VLLMGenerator:
     """The registry's constructor: the model at ``model_path`` in an in-process vLLM engine."""
-    return VLLMGenerator(model_path, config.max_new_tokens, config.model, config.context_window)
+    return VLLMGenerator(
+        model_path,
+        config.max_new_tokens,
+        config.model,
+        config.context_window,
+        temperature=config.temperature,
+        stop=list(config.stop),
+    )

@@ -302,6 +302,8 @@ def _validate_generator(key: str, g: GeneratorConfig) -> None:
         f"one of {', '.join(BACKEND_NAMES)}",
     )
     _check(g.max_new_tokens >= 1, f"{key}.max_new_tokens", g.max_new_tokens, ">= 1")
+    _check(g.temperature >= 0, f"{key}.temperature", g.temperature, ">= 0 (0: greedy)")
+    _check(g.params is None or g.params >= 1, f"{key}.params", g.params, "null or >= 1")
     window = g.context_window
     _check(
         window is None or window > g.max_new_tokens,
@@ -314,6 +316,13 @@ def _validate_generator(key: str, g: GeneratorConfig) -> None:
         raise ConfigError(f"{key}.backend={g.backend}: {missing}")
     if not is_remote(g.backend):
         return
+    _check(g.api in ("chat", "completions"), f"{key}.api", g.api, "'chat' or 'completions'")
+    _check(
+        g.api == "chat" or bool(g.tokenizer),
+        f"{key}.tokenizer",
+        g.tokenizer,
+        f"the served model's tokenizer with {key}.api=completions (it applies the chat template)",
+    )
     _check(
         bool(g.base_url) and str(g.base_url).startswith(("http://", "https://")),
         f"{key}.base_url",

@@ -75,7 +75,11 @@ RetrieverConfig = RetrievalSettings
 @dataclass
 class GeneratorConfig:
     model: str = "smollm2-135m-instruct"  # alias, local folder or hub id (served name for openai)
-    max_new_tokens: int = 20
+    # Decoding defaults for every backend live here and nowhere else (the generator/*.yaml files
+    # do not repeat them), so backends are comparable unless a run overrides them.
+    max_new_tokens: int = 20  # answers are a few words; caps latency and wordiness
+    temperature: float = 0.0  # 0: greedy
+    stop: list[str] = field(default_factory=list)  # stop sequences (not part of the answer)
     device: str = "cpu"
     backend: str = "transformers"  # transformers (in-process) | openai (HTTP endpoint) | vllm
     base_url: str | None = None  # openai backend, e.g. http://127.0.0.1:8000/v1
@@ -85,7 +89,12 @@ class GeneratorConfig:
     # Tokens of prompt + answer the model accepts; null: the model's own (in-process), unchecked
     # before sending (openai). In-process models can only be narrowed by it.
     context_window: int | None = None
-    tokenizer: str | None = None  # openai: local folder of the served model's tokenizer
+    # openai: the served model's tokenizer (alias, local folder or hub id), to count prompt
+    # tokens before sending and output tokens when the server sends no usage
+    tokenizer: str | None = None
+    params: int | None = None  # openai: parameter count for costing, when not found locally
+    # openai: chat (/chat/completions) | completions (/completions, the prompt templated here)
+    api: str = "chat"
 
 
 @dataclass

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from costing.measurement import ArmMeasurement, ModelFacts
 from costing.report import build_cost_report
 from evaluate.arms.answering import Prediction
 from evaluate.arms.registry import arm as arm_spec
-from evaluate.config.schema import Config, cost_settings
+from evaluate.config.schema import Config, GeneratorConfig, cost_settings
 from evaluate.pipeline.stages import Stages
 from rag.core.cache import count_parameters
 
@@ -103,17 +104,46 @@ def _kv_bytes_per_token(model_path: str | None, n_params: int) -> float:
         return 0.0
 
 
+def served_model_params(g: GeneratorConfig, cache_dir: Path) -> int | None:
+    """Parameters of the model an endpoint serves: ``generator.params`` if set; else counted in
+    the safetensors of the served name as a local folder, a provisioned alias, or a hub id in the
+    local hub cache (``transformers serve`` and vLLM serve those names as given); else None."""
+    from rag.core.models import GENERATOR_ALIASES, TINY_ALIAS
+
+    if g.params is not None:
+        return int(g.params)
+    name = g.model
+    aliased = name in GENERATOR_ALIASES or name == TINY_ALIAS
+    folder = cache_dir / "models" / name if aliased else Path(name).expanduser()
+    if folder.is_dir():
+        return count_parameters(folder)
+    if name.count("/") == 1 and not name.startswith((".", "/", "~")):
+        from huggingface_hub import try_to_load_from_cache
+
+        config_file = try_to_load_from_cache(name, "config.json")
+        if isinstance(config_file, str):
+            return count_parameters(Path(config_file).parent)
+    return None
+
+
 def cost_report(
     config: Config,
     predictions: dict[str, list[Prediction]],
     stages: Stages,
 ) -> dict[str, Any] | None:
     """The costing module's full report (ledger, break-even, QoE, projections, API prices,
-    freshness, hybrid), or None when the model's size is unknown (e.g. a remote endpoint)."""
+    freshness, hybrid), or None when the model's size is unknown (e.g. a remote endpoint that
+    serves neither a local folder nor a cached hub model, without ``generator.params``)."""
     model_path = stages.model.path
-    n_params = count_parameters(model_path)
+    if model_path:
+        n_params = count_parameters(model_path)
+    else:
+        n_params = served_model_params(config.generator, Path(config.paths.cache_dir).expanduser())
     if n_params is None:
-        logger.warning("cost report skipped: the parameter count of %s is unknown", model_path)
+        logger.warning(
+            "cost report skipped: the parameter count of %s is unknown (set generator.params)",
+            model_path or config.generator.model,
+        )
         return None
     model = ModelFacts(
         n_params=n_params,

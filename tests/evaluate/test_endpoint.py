@@ -139,7 +139,7 @@ def test_http_error_reports_status_and_the_start_of_the_body(fake):
     [
         ("malformed", "malformed JSON"),
         ("error_event", "model overloaded"),
-        ("no_done", r"ended before 'data: \[DONE\]'"),
+        ("no_done", r"ended before a finish_reason or 'data: \[DONE\]'"),
         ("not_sse", "not streamed"),
     ],
 )

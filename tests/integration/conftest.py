@@ -1,0 +1,94 @@
+"""A real OpenAI-compatible server: ``transformers serve`` (the ``serve`` extra) on 127.0.0.1 with
+the packaged default generator, started once per session and stopped by PID."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+# Loading the 135M model and importing the server stack took about 15 s on 2 busy cores; the
+# bound only stops a test from hanging on a server that never comes up.
+READY_TIMEOUT_S = 300.0
+STOP_TIMEOUT_S = 20.0
+
+
+@dataclass
+class ServedModel:
+    base_url: str
+    model: str  # the name requests carry: the folder the server was started with
+    pid: int
+    log: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _log_tail(log: Path, chars: int = 600) -> str:
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return " ".join(text[-chars:].split())
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@pytest.fixture(scope="session")
+def transformers_server(real_model_cache, tmp_path_factory):
+    """``transformers serve MODEL_FOLDER`` on a free 127.0.0.1 port; skips with the reason when
+    the extra is not installed or the server does not become healthy within READY_TIMEOUT_S."""
+    pytest.importorskip("fastapi", reason="needs the serve extra: pip install -e '.[serve]'")
+    pytest.importorskip("uvicorn", reason="needs the serve extra: pip install -e '.[serve]'")
+    cli = Path(sys.executable).parent / "transformers"
+    if not cli.exists():
+        pytest.skip(f"{cli} not found: install the serve extra (transformers[serving])")
+    from rag.core.models import resolve_generator
+
+    folder = resolve_generator("smollm2-135m-instruct", real_model_cache)
+    port = _free_port()
+    log = tmp_path_factory.mktemp("transformers-serve") / "server.log"
+    command = [str(cli), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--device", "cpu", "--dtype", "float32", folder]
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not _healthy(f"http://127.0.0.1:{port}/health"):
+            if process.poll() is not None:
+                pytest.skip(
+                    f"transformers serve exited with {process.returncode}: {_log_tail(log)}"
+                )
+            if time.monotonic() > deadline:
+                pytest.skip(
+                    f"transformers serve not ready after {READY_TIMEOUT_S:.0f} s: {_log_tail(log)}"
+                )
+            time.sleep(0.5)
+        yield ServedModel(f"http://127.0.0.1:{port}/v1", folder, process.pid, log)
+    finally:
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Stop the server this fixture started, by its PID: SIGTERM, then SIGKILL if it lingers."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=STOP_TIMEOUT_S)
