@@ -104,26 +104,33 @@ def _kv_bytes_per_token(model_path: str | None, n_params: int) -> float:
         return 0.0
 
 
-def served_model_params(g: GeneratorConfig, cache_dir: Path) -> int | None:
-    """Parameters of the model an endpoint serves: ``generator.params`` if set; else counted in
-    the safetensors of the served name as a local folder, a provisioned alias, or a hub id in the
-    local hub cache (``transformers serve`` and vLLM serve those names as given); else None."""
+def served_model_folder(g: GeneratorConfig, cache_dir: Path) -> Path | None:
+    """The local copy of the model an endpoint serves: the served name as a local folder, a
+    provisioned alias, or a hub id in the local hub cache (``transformers serve`` and vLLM serve
+    those names as given); None when there is none here."""
     from rag.core.models import GENERATOR_ALIASES, TINY_ALIAS
 
-    if g.params is not None:
-        return int(g.params)
     name = g.model
     aliased = name in GENERATOR_ALIASES or name == TINY_ALIAS
     folder = cache_dir / "models" / name if aliased else Path(name).expanduser()
     if folder.is_dir():
-        return count_parameters(folder)
+        return folder
     if name.count("/") == 1 and not name.startswith((".", "/", "~")):
         from huggingface_hub import try_to_load_from_cache
 
         config_file = try_to_load_from_cache(name, "config.json")
         if isinstance(config_file, str):
-            return count_parameters(Path(config_file).parent)
+            return Path(config_file).parent
     return None
+
+
+def served_model_params(g: GeneratorConfig, cache_dir: Path) -> int | None:
+    """Parameters of the model an endpoint serves: ``generator.params`` if set, else counted in
+    the safetensors of its local copy (``served_model_folder``); None when neither is known."""
+    if g.params is not None:
+        return int(g.params)
+    folder = served_model_folder(g, cache_dir)
+    return count_parameters(folder) if folder else None
 
 
 def cost_report(
@@ -137,8 +144,11 @@ def cost_report(
     model_path = stages.model.path
     if model_path:
         n_params = count_parameters(model_path)
-    else:
-        n_params = served_model_params(config.generator, Path(config.paths.cache_dir).expanduser())
+    else:  # an endpoint: its local copy also gives the KV-cache size, as for a local run
+        cache_dir = Path(config.paths.cache_dir).expanduser()
+        n_params = served_model_params(config.generator, cache_dir)
+        served = served_model_folder(config.generator, cache_dir)
+        model_path = str(served) if served else None
     if n_params is None:
         logger.warning(
             "cost report skipped: the parameter count of %s is unknown (set generator.params)",
