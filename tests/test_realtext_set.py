@@ -67,3 +67,26 @@ def test_the_question_reader_resolves_every_document_by_its_file_stem(rows):
     assert qa_report.answers_not_found == 0 and qa_report.answers_outside_support == 0
     by_path = {Path(d.metadata["path"]).stem: d.doc_id for d in documents}
     assert [qa.supporting_doc_ids for qa in pairs] == [[by_path[row["doc_id"]]] for row in rows]
+
+
+def test_the_preset_points_at_the_shipped_files_from_any_working_directory(tmp_path, monkeypatch):
+    from hydra import compose, initialize_config_dir
+
+    from evaluate.cli import CONF_DIR, to_config
+
+    monkeypatch.chdir(tmp_path)
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        config = to_config(compose(config_name="config", overrides=["experiment=realtext"]))
+    assert [Path(p) for p in config.corpus.paths] == [DOCS]
+    assert Path(config.qa.path) == QUESTIONS_FILE
+    assert config.qa.max_eval_questions == -1
+
+
+def test_package_data_names_what_is_missing():
+    from evaluate.resolvers import PackageDataError, package_data
+
+    assert Path(package_data("rag", "qa/data/realtext/questions.jsonl")) == QUESTIONS_FILE
+    with pytest.raises(PackageDataError, match="no_such_folder"):
+        package_data("rag", "corpus/data/no_such_folder")
+    with pytest.raises(PackageDataError, match="no installed package 'no_such_package'"):
+        package_data("no_such_package", "data")
