@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from ragtune_cli import ragtune
+
+from tests.helpers.ragtune_cli import ragtune
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from bench.build_realtext import build_questions, load_question_source
-from rag.ingest import load_user_corpus
-from rag.qa_sets import load_qa_file
+from rag.corpus.ingest import load_user_corpus
+from rag.qa.sets import load_qa_file
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "rag" / "corpus" / "data" / "realtext" / "docs"
 QUESTIONS_FILE = ROOT / "rag" / "qa" / "data" / "realtext" / "questions.jsonl"
 
@@ -83,7 +83,7 @@ def test_the_preset_points_at_the_shipped_files_from_any_working_directory(tmp_p
 
 
 def test_package_data_names_what_is_missing():
-    from evaluate.resolvers import PackageDataError, package_data
+    from evaluate.config.resolvers import PackageDataError, package_data
 
     assert Path(package_data("rag", "qa/data/realtext/questions.jsonl")) == QUESTIONS_FILE
     with pytest.raises(PackageDataError, match="no_such_folder"):
