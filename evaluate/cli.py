@@ -18,12 +18,14 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from evaluate.config.checks import validate
+from evaluate.config.resolvers import register_resolvers
 from evaluate.config.schema import Config, ConfigError
 from evaluate.records.redact import redact_hydra_folder, redact_override
 
 logger = logging.getLogger("ragtune")
 
 ConfigStore.instance().store(name="config_schema", node=Config)
+register_resolvers()  # ${package_data:...} in presets that point at shipped data
 # conf/hydra/launcher/*.yaml give ragtune's values under the launcher plugins' own names
 # (hydra/launcher=joblib); Hydra validates them against the plugins' schemas of the same name and
 # warns that this matching is deprecated. Each file lists every key, so it composes without it.
