@@ -52,3 +52,13 @@ def service(script: str, folder: Path) -> Iterator[dict[str, str]]:
     finally:
         subprocess.run([str(path), "stop", str(folder)], capture_output=True, timeout=120)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def require_module(name: str, hint: str) -> None:
+    """Skip without ``name`` (fail under CI, where .ci/services/install.sh installs it)."""
+    try:
+        __import__(name)
+    except ImportError as err:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{name} is not installed ({err}); {hint}")
+        pytest.skip(f"{name} is not installed; {hint}")

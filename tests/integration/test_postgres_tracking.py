@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.services import require_module
+
 pytestmark = pytest.mark.integration
 
 JOBS = 8
@@ -34,7 +36,7 @@ def postgres_mlflow_server(postgres_uri, tmp_path):
     """``mlflow server`` with the PostgreSQL back-end store and served artifacts, stopped by
     the pid it was started with (its own session: the server and its workers)."""
     # SQLAlchemy's default driver for postgresql:// URIs is psycopg (version 3)
-    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install '.[cluster]')")
+    require_module("psycopg", "pip install 'psycopg[binary]==3.3.*' (the cluster extra)")
     store = tmp_path / "server"
     store.mkdir()
     port = free_port()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.ragtune_cli import ragtune
+from tests.integration.services import require_module
 
 pytestmark = [
     pytest.mark.integration,
@@ -20,9 +21,8 @@ SWEEP_TIMEOUT_S = 900
 
 @pytest.fixture
 def ray_launcher(ray_cluster):
-    pytest.importorskip(
-        "hydra_plugins.hydra_ray_launcher",
-        reason="hydra-ray-launcher is not installed (pip install --no-deps hydra-ray-launcher)",
+    require_module(
+        "hydra_plugins.hydra_ray_launcher", "pip install --no-deps 'hydra-ray-launcher==1.2.*'"
     )
     # One CPU per job: the cluster has 2, so both jobs run at once.
     return [
