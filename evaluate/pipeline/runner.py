@@ -109,7 +109,7 @@ def load_embedder(config: Config):
     from rag.retrieval.embedder import load_embedder as load
 
     e = config.retriever.embedder
-    return load(e.model, e.device, e.batch_size)
+    return load(e.model, e.device, e.batch_size, e.processes)
 
 
 def prepare_index(config: Config, corpus: CorpusStage, stages: Stages) -> IndexStage:
@@ -309,6 +309,8 @@ def writable_folder(path: Path, key: str) -> None:
 
 
 def start_tracker(tracker, config: Config, output_dir: Path) -> None:
+    from evaluate.records.launcher_env import launcher_tags
+
     tracker.start(
         run_name=f"{config.experiment.name}-{output_dir.name}",
         tags={
@@ -317,6 +319,7 @@ def start_tracker(tracker, config: Config, output_dir: Path) -> None:
             "generator": config.generator.model,
             "hardware": config.hardware.name,
             "output_dir": str(output_dir.resolve()),
+            **launcher_tags(),  # SLURM / Ray job ids: a failed job is named by its parent
             **config.tracking.tags,
         },
     )

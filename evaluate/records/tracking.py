@@ -257,7 +257,17 @@ def finish_parent_run(uri: str, run_id: str, ok: bool) -> None:
     children = client.search_runs(
         [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'"
     )
-    ok = ok and all(child.info.status != "FAILED" for child in children)
+    failed = [child for child in children if child.info.status == "FAILED"]
+    if failed:  # say which jobs failed, and why, where the sweep is looked at: its parent
+        from evaluate.records.launcher_env import describe_job
+
+        lines = [
+            f"{describe_job(c.data.tags)}: {c.data.tags.get('error', 'FAILED')}" for c in failed
+        ]
+        summary = redact_text(" | ".join(lines))[:5000]
+        retry_when_locked(client.set_tag, run_id, "failed_jobs", summary)
+        logger.error("sweep %s: %d job(s) failed: %s", run_id, len(failed), summary)
+    ok = ok and not failed
     retry_when_locked(client.set_terminated, run_id, status="FINISHED" if ok else "FAILED")
 
 

@@ -54,8 +54,10 @@ class HashingEmbedder:
 class SentenceTransformerEmbedder:
     """A sentence-transformers model on CPU (or the given device)."""
 
-    def __init__(self, model: str, device: str = "cpu", batch_size: int = 64):
+    def __init__(self, model: str, device: str = "cpu", batch_size: int = 64, processes: int = 1):
         from sentence_transformers import SentenceTransformer
+
+        from rag.retrieval.embed_pool import ProcessPoolEncoder
 
         self.path = resolve_embedder(model)
         verify_model(self.path, "retriever.embedder.model", need_weights=False)
@@ -63,8 +65,14 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self.dimension = int(self.model.get_embedding_dimension())
         self.identity = f"st:{_content_fingerprint(self.path)}:{library_versions()}"
+        # Several processes give the same vectors as one, so the identity ignores them.
+        self.pool = ProcessPoolEncoder(self.model, processes, device) if processes > 1 else None
 
     def embed(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        from rag.retrieval.embed_pool import MIN_TEXTS_FOR_POOL
+
+        if self.pool is not None and len(texts) >= MIN_TEXTS_FOR_POOL:
+            return self.pool.encode(texts, self.batch_size, progress)
         vectors = self.model.encode(
             texts,
             batch_size=self.batch_size,
@@ -96,7 +104,11 @@ def library_versions() -> str:
     return ",".join(f"{name}=={metadata.version(name)}" for name in names)
 
 
-def load_embedder(model: str, device: str = "cpu", batch_size: int = 64) -> Embedder:
+def load_embedder(
+    model: str, device: str = "cpu", batch_size: int = 64, processes: int = 1
+) -> Embedder:
     if model == HASHING_EMBEDDER:
         return HashingEmbedder()
-    return SentenceTransformerEmbedder(model, device=device, batch_size=batch_size)
+    return SentenceTransformerEmbedder(
+        model, device=device, batch_size=batch_size, processes=processes
+    )

@@ -17,6 +17,7 @@ class EmbedderSettings:
     model: str = "all-minilm-l6-v2"  # alias, local folder or hub id
     batch_size: int = 64
     device: str = "cpu"
+    processes: int = 1  # > 1: embed the corpus in a process pool (rag/retrieval/embed_pool.py)
 
 
 @dataclass

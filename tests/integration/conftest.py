@@ -1,5 +1,6 @@
-"""A real OpenAI-compatible server: ``transformers serve`` (the ``serve`` extra) on 127.0.0.1 with
-the packaged default generator, started once per session and stopped by PID."""
+"""Real servers and engines the integration tests run against, each started once per session
+and stopped by PID: ``transformers serve`` (the ``serve`` extra) with the packaged default
+generator, and the scale-out engines of .ci/services/ (SLURM, PostgreSQL, Ray)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.integration.services import service, service_folder
 
 # Loading the 135M model and importing the server stack took about 15 s on 2 busy cores; the
 # bound only stops a test from hanging on a server that never comes up.
@@ -92,3 +95,30 @@ def _stop(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=STOP_TIMEOUT_S)
+
+
+# Engines for the scale-out tests, started by the repository's scripts in .ci/services/ once per
+# session and stopped at its end (see services.py).
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A one-node SLURM cluster (munged, slurmctld, slurmd; partition debug, 2 CPUs).
+    Yields the environment a client needs (SLURM_CONF)."""
+    with service("slurm.sh", service_folder("slurm")) as values:
+        yield {"SLURM_CONF": values["SLURM_CONF"]}
+
+
+@pytest.fixture(scope="session")
+def postgres_uri():
+    """A PostgreSQL server on 127.0.0.1 with an empty database ``mlflow``; yields its URI."""
+    with service("postgres.sh", service_folder("postgres")) as values:
+        yield values["POSTGRES_URI"]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A one-node Ray cluster (``ray start --head`` on 127.0.0.1); yields its GCS address and
+    the dashboard URL that Ray Jobs are submitted to."""
+    with service("ray.sh", service_folder("ray")) as values:
+        yield values

@@ -52,7 +52,7 @@ def test_launcher_and_sweeper_configs_compose_with_their_documented_values():
         yaml.safe_load((Path(CONF_DIR) / "hydra/launcher/submitit_slurm.yaml").read_text())
     )
     ray = hydra_node("hydra/launcher=ray").hydra.launcher  # composes without ray installed
-    assert ray._target_ == "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
+    assert ray._target_ == "hydra_plugins.ragtune_ray_launcher.ray_launcher.RagtuneRayLauncher"
     assert ray.ray.init.address is None and ray.ray.remote.num_gpus == 0
     optuna = hydra_node("hydra/sweeper=optuna_tpe").hydra.sweeper
     assert optuna._target_.endswith("OptunaSweeper")

@@ -1,0 +1,149 @@
+"""A shared tracking server as a team runs it: PostgreSQL (.ci/services/postgres.sh) behind
+``mlflow server --serve-artifacts`` on 127.0.0.1, eight smoke jobs logging to it at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.integration.services import require_module
+
+pytestmark = pytest.mark.integration
+
+JOBS = 8
+SERVER_START_TIMEOUT_S = 300.0  # a fresh PostgreSQL database is migrated to MLflow's schema first
+JOB_TIMEOUT_S = 900
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def postgres_mlflow_server(postgres_uri, tmp_path):
+    """``mlflow server`` with the PostgreSQL back-end store and served artifacts, stopped by
+    the pid it was started with (its own session: the server and its workers)."""
+    # SQLAlchemy's default driver for postgresql:// URIs is psycopg (version 3)
+    require_module("psycopg", "pip install 'psycopg[binary]==3.3.*' (the cluster extra)")
+    store = tmp_path / "server"
+    store.mkdir()
+    port = free_port()
+    command = [
+        str(Path(sys.executable).with_name("mlflow")),
+        "server",
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--workers", "2",
+        "--backend-store-uri", postgres_uri,
+        "--serve-artifacts",
+        "--artifacts-destination", str(store / "artifacts"),
+    ]  # fmt: skip
+    log = (store / "server.log").open("w")
+    server = subprocess.Popen(
+        command, cwd=store, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"mlflow server exited: {(store / 'server.log').read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2):
+                    break
+            except (urllib.error.URLError, OSError):
+                if time.monotonic() > deadline:
+                    pytest.fail(f"mlflow server not healthy after {SERVER_START_TIMEOUT_S} s")
+                time.sleep(1)
+        yield uri, store
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait(timeout=30)
+        log.close()
+
+
+def rows_in_postgres(postgres_uri: str, experiment: str) -> list[tuple[str, str]]:
+    """(run id, status) of every run of ``experiment``, read from PostgreSQL itself."""
+    import psycopg
+
+    with psycopg.connect(postgres_uri) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT r.run_uuid, r.status FROM runs r JOIN experiments e "
+            "ON r.experiment_id = e.experiment_id WHERE e.name = %s AND r.lifecycle_stage = %s",
+            (experiment, "active"),
+        )
+        return sorted(cursor.fetchall())
+
+
+def test_eight_parallel_jobs_log_to_a_postgres_backed_server(
+    postgres_mlflow_server, postgres_uri, tmp_path, tiny_model_dir
+):
+    from mlflow.tracking import MlflowClient
+
+    uri, store = postgres_mlflow_server
+    cache = tmp_path / "cache"
+    (cache / "models").mkdir(parents=True)
+    (cache / "models" / Path(tiny_model_dir).name).symlink_to(tiny_model_dir)
+    env = {**os.environ, "RAGTUNE_CACHE_DIR": str(cache)}
+    env.pop("RAGTUNE_PARENT_RUN_ID", None)
+    jobs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "evaluate.cli",
+                "experiment=smoke",
+                "eval.arms=[closed_book]",
+                "eval.throughput_batch_size=0",
+                "eval.semantic_similarity=false",
+                "eval.warmup_requests=0",
+                "qa.max_eval_questions=2",
+                f"tracking.uri={uri}",
+                f"hydra.run.dir=out/{n}",
+            ],  # fmt: skip
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for n in range(JOBS)
+    ]
+    outputs = [job.communicate(timeout=JOB_TIMEOUT_S)[0] for job in jobs]
+    for job, output in zip(jobs, outputs, strict=True):
+        assert job.returncode == 0, output[-3000:]
+        assert "Traceback" not in output
+
+    written = sorted(
+        json.loads((tmp_path / "out" / str(n) / "results.json").read_text())["mlflow_run_id"]
+        for n in range(JOBS)
+    )
+    assert len(set(written)) == JOBS
+    # The server's view over HTTP and the rows PostgreSQL holds agree: every job's run, once,
+    # FINISHED (none lost, none duplicated, none left RUNNING).
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
+    assert sorted(r.info.run_id for r in runs) == written
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert rows_in_postgres(postgres_uri, "smoke") == [(run_id, "FINISHED") for run_id in written]
+    # Artifacts went through the server into its store, one results.json per run.
+    stored = sorted(p.parent.parent.name for p in (store / "artifacts").rglob("results.json"))
+    assert stored == written
+    assert not (tmp_path / "mlartifacts").exists()
