@@ -90,3 +90,47 @@ def roofline(decode: dict, bandwidth_gbs: float) -> dict:
         raise ValueError(f"bandwidth must be > 0 GB/s, got {bandwidth_gbs}")
     roofline_s = decode["model_bytes"] / (bandwidth_gbs * 1e9)
     return {"roofline_tpot_s": roofline_s, "ratio": decode["tpot_s"] / roofline_s}
+
+
+# Operators whose self time is matrix-multiply work (everything else on the decode path is
+# elementwise, normalisation, attention bookkeeping or dispatch).
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear")
+
+
+def decode_profile(model_path: str, max_new_tokens: int = 32, top: int = 10) -> dict:
+    """``torch.profiler`` over one batch-1 greedy chat generation (after a warm-up): operator
+    calls per generated token, the share of CPU self time in matrix multiplies, and the ``top``
+    operators by self time. Many small operators per token, each a few microseconds of dispatch,
+    are what separates eager decoding of a 576-wide model from its memory roofline."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from evaluate.backends.transformers import ChatGenerator
+
+    generator = ChatGenerator.load(model_path, max_new_tokens=max_new_tokens)
+    messages = [{"role": "user", "content": LONG_PROMPT}]
+    generator.generate(messages)  # warm-up
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        result = generator.generate(messages)
+    events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
+    total_us = sum(e.self_cpu_time_total for e in events)
+    matmul_us = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS)
+    calls = sum(e.count for e in events)
+    ranked = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
+    return {
+        "output_tokens": result.output_tokens,
+        "aten_calls_per_token": calls / result.output_tokens,
+        "aten_self_s": total_us / 1e6,
+        "matmul_share": matmul_us / total_us if total_us else 0.0,
+        "top_ops": [
+            {
+                "op": e.key,
+                "calls": e.count,
+                "self_ms": e.self_cpu_time_total / 1e3,
+                "share": e.self_cpu_time_total / total_us if total_us else 0.0,
+            }
+            for e in ranked
+        ],
+        "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }

@@ -140,6 +140,8 @@ def run_all_arms(
                     context_settings(config),
                     config.eval.max_failure_rate,
                     journal,
+                    config.eval.answer_batch_size,
+                    config.eval.latency_questions,
                 )
                 throughput[arm] = (
                     journaled_throughput(arm, generator, questions, arm_retriever, config, journal)
@@ -225,7 +227,13 @@ def answer_identity(
         "arm": arm,
         "backend": g.backend,
         "model": model,
-        "decoding": {"greedy": True, "max_new_tokens": g.max_new_tokens},
+        "decoding": {
+            "greedy": True,
+            "max_new_tokens": g.max_new_tokens,
+            # batched answers may differ from batch-1 ones (numerical noise of padded batches)
+            "answer_batch_size": config.eval.answer_batch_size,
+            "latency_questions": config.eval.latency_questions,
+        },
         "context_window": g.context_window,
         "prompt": _prompt_fingerprint(),
     }

@@ -137,6 +137,19 @@ def test_lora_step_overhead_on_the_tiny_model(tiny_model_dir):
     assert row["n"] == 4 and row["batch"] == "2 x 16 tokens"
     assert row["ours_s"] > 0 and row["bare_s"] > 0
     assert row["target_modules"] == "llama-all"
+    # the same steps: the Trainer's logged loss at each of the 2 x 3 steps equals the bare loop's
+    assert len(row["losses_ours"]) == len(row["losses_bare"]) == 6
+    assert row["losses_ours"] == pytest.approx(row["losses_bare"], abs=overhead.LOSS_TOLERANCE)
+    assert row["same_results"] is True and row["ratio"] > 0
+
+
+def test_a_ratio_from_unlike_work_is_not_a_verdict():
+    part = PartResult("overhead")
+    row = {"stage": "LoRA training step", "ratio": None, "same_results": False}
+    parts.overhead_checks(part, [row])
+    assert [(c.metric, c.met) for c in part.checks] == [
+        ("LoRA training step: same outputs (1 = yes)", False)
+    ]
 
 
 def test_encode_overhead_gives_the_same_vectors():
