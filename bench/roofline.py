@@ -134,3 +134,51 @@ def decode_profile(model_path: str, max_new_tokens: int = 32, top: int = 10) -> 
         "threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
+
+
+def linear_layers_floor(model_path: str, repeats: int = 20) -> dict:
+    """A bare-library reproduction of batch-1 decode's matrix work: ``torch.nn.functional.linear``
+    on one token (1 x in) for every weight shape of the model's linear layers (counted as often
+    as the model has them), timed alone, no transformers code. Their sum is the time per token
+    that plain PyTorch needs for the weights; the rest of a measured TPOT is everything else
+    (attention, norms, rotary, sampling, dispatch). ``achieved_gbs`` is the weight bytes read per
+    second by those calls: compared with the copy bandwidth it says whether the BLAS path (MKL
+    on x86; its AMD code path) streams weights at memory speed."""
+    from collections import Counter
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    shapes = Counter(
+        tuple(m.weight.shape) for m in model.modules() if isinstance(m, torch.nn.Linear)
+    )
+    del model
+    rows, total_s, total_bytes = [], 0.0, 0
+    with torch.inference_mode():
+        for (out_f, in_f), count in sorted(shapes.items()):
+            weight, x = torch.randn(out_f, in_f), torch.randn(1, in_f)
+            torch.nn.functional.linear(x, weight)  # warm-up
+            best = min(
+                _timed(lambda w=weight, v=x: torch.nn.functional.linear(v, w))
+                for _ in range(repeats)
+            )
+            nbytes = weight.numel() * 4
+            rows.append(
+                {
+                    "shape": f"{out_f}x{in_f}",
+                    "count": count,
+                    "best_us": best * 1e6,
+                    "gbs": nbytes / best / 1e9,
+                }
+            )
+            total_s += best * count
+            total_bytes += nbytes * count
+    return {
+        "linear_s_per_token": total_s,
+        "weight_bytes": total_bytes,
+        "achieved_gbs": total_bytes / total_s / 1e9,
+        "shapes": rows,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+    }
