@@ -13,15 +13,10 @@ not a hardware counter).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import statistics
-import tempfile
 import time
 from dataclasses import replace
-from pathlib import Path
-from unittest import mock
 
 logger = logging.getLogger(__name__)
 
@@ -56,24 +51,14 @@ def lora_step_flops(model_path: str, settings, seq_len: int = 128, steps: int = 
     random-token examples (no padding), and the step's modelled FLOPs."""
     from transformers import AutoConfig
 
-    import finetune.training as training
-    from bench.overhead import step_timer, training_examples
+    from bench.overhead import timed_training, training_examples
     from costing.formulas import lora_training_flops
 
     settings = replace(settings, max_steps=steps, checkpoint_steps=0, eval_fraction=0.0)
     vocab = int(AutoConfig.from_pretrained(model_path).vocab_size)
     tokens_per_step = settings.batch_size * settings.grad_accum * seq_len
     examples = training_examples(settings.batch_size * settings.grad_accum * steps, seq_len, vocab)
-    timer = step_timer()
-    original = training.build_callbacks
-    with (
-        tempfile.TemporaryDirectory(prefix="ragtune-bench-compute-") as root,
-        mock.patch.object(training, "build_callbacks", lambda s: [*original(s), timer]),
-        contextlib.redirect_stdout(io.StringIO()),
-    ):
-        result = training.run_training(
-            model_path, examples, settings, Path(root) / "work", Path(root) / "final", False
-        )
+    result, timer = timed_training(model_path, examples, settings)
     step_times = [b - a for a, b in zip(timer.ends, timer.ends[1:], strict=False)]
     step_s = statistics.median(step_times)
     flops = lora_training_flops(result.total_params, result.trainable_params, tokens_per_step)

@@ -237,6 +237,24 @@ def step_timer():
     return StepTimes()
 
 
+def timed_training(model_path: str, examples: list, settings: LoraSettings):
+    """``finetune.training.run_training`` in a temporary cache with a ``step_timer`` attached;
+    returns its result and the timer."""
+    import finetune.training as training
+
+    timer = step_timer()
+    original = training.build_callbacks
+    with (
+        tempfile.TemporaryDirectory(prefix="ragtune-bench-lora-") as root,
+        mock.patch.object(training, "build_callbacks", lambda s: [*original(s), timer]),
+        contextlib.redirect_stdout(io.StringIO()),
+    ):
+        result = training.run_training(
+            model_path, examples, settings, Path(root) / "work", Path(root) / "final", False
+        )
+    return result, timer
+
+
 def lora_settings_from_config(config_path: Path) -> LoraSettings:
     """The LoRA settings of conf/finetune/lora.yaml (the default experiment's)."""
     from dataclasses import fields
@@ -356,17 +374,7 @@ def lora_step_overhead(
         return np.diff(ends).tolist()
 
     def ours_block() -> list[float]:
-        timer = step_timer()
-        original = training.build_callbacks
-        with (
-            tempfile.TemporaryDirectory(prefix="ragtune-bench-lora-") as root,
-            mock.patch.object(training, "build_callbacks", lambda s: [*original(s), timer]),
-            contextlib.redirect_stdout(io.StringIO()),
-        ):
-            adapters = Path(root)
-            training.run_training(
-                model_path, examples, settings, adapters / "work", adapters / "final", False
-            )
+        _, timer = timed_training(model_path, examples, settings)
         state["initial"] = timer.initial
         ours_losses.extend(timer.losses)
         return np.diff(timer.ends).tolist()

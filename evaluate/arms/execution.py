@@ -230,9 +230,10 @@ def answer_identity(
         "decoding": {
             "greedy": True,
             "max_new_tokens": g.max_new_tokens,
-            # batched answers may differ from batch-1 ones (numerical noise of padded batches)
+            # batched answers may differ from batch-1 ones (numerical noise of padded batches);
+            # eval.latency_questions is not here: a journaled answer without batch-1 timings
+            # that falls in a larger sample is answered again, timed (answering.py)
             "answer_batch_size": config.eval.answer_batch_size,
-            "latency_questions": config.eval.latency_questions,
         },
         "context_window": g.context_window,
         "prompt": _prompt_fingerprint(),

@@ -107,3 +107,18 @@ def test_untimed_questions_are_costed_from_the_timed_sample():
     assert ttft_s == pytest.approx([0.2, 0.4, 0.3])
     assert tpot_s == pytest.approx([0.04, 0.06, 0.05])
     assert query_s == pytest.approx([0.01 + 0.6, 0.03 + 0.64, 0.57])
+
+
+def test_a_larger_latency_sample_times_journaled_batched_answers(generator, tmp_path):
+    from evaluate.arms.journal import AnswerJournal
+
+    path = tmp_path / "journal.jsonl"
+    first = run_arm(
+        "closed_book", QUESTIONS, generator, None, 0, False, None, 0.0, AnswerJournal(path), 4, 1
+    )
+    again = run_arm(
+        "closed_book", QUESTIONS, generator, None, 0, False, None, 0.0, AnswerJournal(path), 4, 3
+    )
+    assert [p.latency_measured for p in first] == [True] + [False] * 5
+    assert [p.latency_measured for p in again] == [True] * 3 + [False] * 3
+    assert [p.reused for p in again] == [True, False, False, True, True, True]
