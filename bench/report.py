@@ -17,6 +17,7 @@ from typing import Any
 
 from evaluate.records import tables
 from rag.core.cache import atomic_write_text
+from rag.core.machine import cpu_flags, cpu_model, isa, torch_threads
 
 OPERATORS = ("<=", ">=")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -114,26 +115,6 @@ THREAD_AND_ISA_ENV = (
 )
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def isa(flags: set[str]) -> dict[str, bool]:
-    """The instruction sets that decide CPU matmul speed: AVX2 (with FMA), AVX-512F, AMX."""
-    return {
-        "avx2": "avx2" in flags and "fma" in flags,
-        "avx512f": "avx512f" in flags,
-        "amx": any(f.startswith("amx") for f in flags),
-    }
-
-
 def thread_settings() -> dict[str, Any]:
     """Threads each library will use in this process, and the environment that set them."""
     info: dict[str, Any] = {
@@ -145,9 +126,7 @@ def thread_settings() -> dict[str, Any]:
     try:
         import torch
 
-        info["torch_threads"] = torch.get_num_threads()
-        info["torch_interop_threads"] = torch.get_num_interop_threads()
-        info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        info.update(torch_threads())
         info["torch_mkl"] = torch.backends.mkl.is_available()
         info["torch_mkldnn"] = torch.backends.mkldnn.is_available()
     except ImportError:
@@ -166,14 +145,6 @@ def machine() -> dict[str, Any]:
     the 1-minute load average (others' work on a shared machine) and library versions."""
     from importlib import metadata
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     versions = {}
     for name in ("torch", "transformers", "sentence-transformers", "peft", "faiss-cpu", "numpy"):
         try:
@@ -181,7 +152,7 @@ def machine() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         **versions,

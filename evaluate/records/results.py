@@ -173,6 +173,11 @@ def environment() -> dict[str, str]:
             info[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             info[dist] = "not installed"
+    from rag.core.machine import cpu_flags, cpu_model, isa, torch_threads
+
+    info["cpu"] = cpu_model()
+    info["cpu_isa"] = ",".join(name for name, present in isa(cpu_flags()).items() if present)
+    info.update({key: str(value) for key, value in torch_threads().items()})
     return info
 
 
@@ -231,6 +236,9 @@ def arm_metrics(results: dict[str, Any]) -> dict[str, float]:
             metrics[f"{arm}/reused_answers"] = float(figures["reused_answers"])
         if "answers_at_token_cap" in figures:
             metrics[f"{arm}/answers_at_token_cap"] = float(figures["answers_at_token_cap"])
+        if "batched_vs_batch1" in figures:
+            metrics[f"{arm}/latency_questions"] = float(figures["latency_questions"])
+            metrics[f"{arm}/batched_differ"] = float(figures["batched_vs_batch1"]["differ"])
         for key, value in (figures.get("judge") or {}).items():
             metrics[f"judge/{arm}/{key}"] = value
         judge_cost = ((results.get("costing") or {}).get("evaluation") or {}).get(arm)

@@ -280,7 +280,7 @@ def test_hnsw_is_judged_at_the_smallest_ef_search_reaching_the_recall_target():
 
 
 def test_isa_reads_avx2_avx512_and_amx_from_cpu_flags():
-    from bench.report import isa
+    from rag.core.machine import isa
 
     # flag names as /proc/cpuinfo spells them (Linux arch/x86/include/asm/cpufeatures.h)
     assert isa({"fma", "avx2"}) == {"avx2": True, "avx512f": False, "amx": False}

@@ -117,6 +117,10 @@ def test_mlflow_has_the_run_with_metrics_params_and_artifacts(smoke_runs):
             results["arms"][arm]["latency"]["ttft_p50_s"]
         )
         assert f"cost/{arm}/usd_per_1k_queries" in metrics
+        assert (
+            metrics[f"{arm}/batched_differ"]
+            == (results["arms"][arm]["batched_vs_batch1"]["differ"])
+        )
     assert "compare/closed_book_vs_rag/p_value" in metrics
     assert run.data.tags["compare/closed_book_vs_rag/verdict"]
     assert "cost/finetune/one_time_usd" in metrics
