@@ -247,6 +247,7 @@ def seconds_text(seconds: float) -> str:
 
 def measure_roofline(part: PartResult, s: Settings) -> None:
     from bench.roofline import (
+        attention_decode_threads,
         copy_bandwidth_gbs,
         decode_profile,
         decode_tpot,
@@ -260,6 +261,7 @@ def measure_roofline(part: PartResult, s: Settings) -> None:
     bound = roofline(decode, bandwidth["best_gbs"])
     bound_threads = roofline(decode, threads_gbs)
     profile = decode_profile(generator_path(), s.generate_tokens)
+    attention = attention_decode_threads(repeats=max(s.repeats, 10))
     part.checks = [
         Check("decode TPOT / memory roofline", bound["ratio"], ROOFLINE_MAX_RATIO, "<=", "x")
     ]
@@ -287,6 +289,7 @@ def measure_roofline(part: PartResult, s: Settings) -> None:
         **bound,
         "ratio_at_threaded_bandwidth": bound_threads["ratio"],
         "profile": profile,
+        "attention_decode_threads": attention,
         "tables": [
             {
                 "columns": ["figure", "value"],

@@ -182,3 +182,45 @@ def linear_layers_floor(model_path: str, repeats: int = 20) -> dict:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
     }
+
+
+def attention_decode_threads(
+    heads: int = 9, head_dim: int = 64, kv_tokens: int = 256, repeats: int = 30
+) -> dict:
+    """A bare-library reproduction (torch only) of one decode step's attention: a single query
+    over ``kv_tokens`` cached keys (SmolLM2-135M: 9 heads of 64), median microseconds of
+    ``F.scaled_dot_product_attention`` at 1 thread and at torch's threads, beside the same
+    product written out (matmul, softmax, matmul). On a machine whose cores are busy with other
+    work, a kernel that splits this tiny problem across threads waits for a descheduled thread
+    at every call; the 1-thread figure shows what the work itself costs."""
+    import torch
+    import torch.nn.functional as F
+
+    generator = torch.Generator().manual_seed(0)
+    q = torch.randn(1, heads, 1, head_dim, generator=generator)
+    k = torch.randn(1, heads, kv_tokens, head_dim, generator=generator)
+    v = torch.randn(1, heads, kv_tokens, head_dim, generator=generator)
+    scale = head_dim**-0.5
+
+    def written_out():
+        return torch.softmax((q @ k.transpose(-1, -2)) * scale, dim=-1) @ v
+
+    def median_us(call) -> float:
+        call()
+        return statistics.median(_timed(call) for _ in range(repeats)) * 1e6
+
+    threads = torch.get_num_threads()
+    out: dict[str, float | int] = {"threads": threads, "kv_tokens": kv_tokens}
+    with torch.inference_mode():
+        for n in sorted({1, threads}):
+            torch.set_num_threads(n)
+            try:
+                out[f"sdpa_us_{n}_threads"] = median_us(
+                    lambda: F.scaled_dot_product_attention(q, k, v)
+                )
+                out[f"written_out_us_{n}_threads"] = median_us(written_out)
+            finally:
+                torch.set_num_threads(threads)
+        diff = (F.scaled_dot_product_attention(q, k, v) - written_out()).abs().max()
+    out["max_abs_diff"] = float(diff)
+    return out

@@ -237,7 +237,11 @@ def run_arm(
     With ``batch_size`` > 1 and an in-process generator, accuracy and latency are separated
     (``_run_batched``): the first ``latency_questions`` questions are answered batch-1 and timed,
     and every other question is answered in batches, untimed."""
-    if batch_size > 1 and _can_batch(generator):
+    if (
+        batch_size > 1
+        and _to_generate(journal, questions, latency_questions)
+        and _can_batch(generator)
+    ):
         return _run_batched(
             arm,
             questions,
@@ -335,6 +339,19 @@ def _from_journal(journal, arm: str, qa: QAPair, retriever: Retriever | None):
     return p
 
 
+def _to_generate(journal, questions: list[QAPair], latency_questions: int | None) -> bool:
+    """Whether any answer is missing from the journal, or lacks the batch-1 timing the latency
+    sample needs (a fully journaled arm loads no model)."""
+    if journal is None:
+        return True
+    sample = len(questions) if latency_questions is None else latency_questions
+    rows = [journal.lookup(qa) for qa in questions]
+    return any(
+        row is None or (i < sample and not row.get("latency_measured", True))
+        for i, row in enumerate(rows)
+    )
+
+
 def _can_batch(generator) -> bool:
     """In-process transformers generators batch; endpoints and vLLM answer one request each."""
     unwrap = getattr(generator, "get", None)  # execution's lazy wrapper
@@ -367,10 +384,11 @@ def _run_batched(
     batch_size: int,
     latency_questions: int,
 ) -> list[Prediction]:
-    """Latency: the first ``latency_questions`` questions batch-1, sequentially, after the
-    warm-up (the documented TTFT/TPOT protocol). Accuracy: every question greedy in batches; a
-    timed question keeps its batch-1 answer (so e2e = TTFT + TPOT * (N - 1) holds for its N
-    tokens) and records whether the batched answer was the same text."""
+    """Accuracy: every question still to answer, greedy, in batches (the untimed answers are
+    journaled batch by batch). Latency: then the first ``latency_questions`` questions batch-1,
+    sequentially, after the warm-up (the documented TTFT/TPOT protocol). A timed question keeps
+    its batch-1 answer (so e2e = TTFT + TPOT * (N - 1) holds for its N tokens), records whether
+    its batched answer was the same text, and is journaled once, as soon as it is given."""
     from evaluate.arms.throughput import answer_batches
 
     found = [_from_journal(journal, arm, qa, retriever) for qa in questions]
@@ -386,51 +404,49 @@ def _run_batched(
             len(questions),
         )
     todo = [i for i, p in enumerate(found) if p is None]
-    if not todo:
-        return list(found)  # type: ignore[arg-type]
-    for qa in questions[:warmup_requests]:
-        _warm_up(arm, qa, generator, retriever, context)
     failures = _Failures(arm, len(questions), max_failure_rate)
-    timed = [i for i in todo if i < latency_questions]
-    for i in tqdm(timed, desc=f"arm {arm} latency", unit="q", disable=not progress):
-        found[i] = answer(arm, questions[i], generator, retriever, context)
-        if found[i].error is not None:
-            failures.add(found[i])
-        elif journal is not None:  # journaled as soon as given (resume after a kill)
-            journal.record(questions[i], found[i].to_dict())
-    # accuracy: every question still to answer, plus the timed ones (for the comparison)
-    batched = [i for i in todo if found[i] is None or found[i].error is None]
     prepared = {}
-    for i in batched:
+    for i in todo:
         qa = questions[i]
         retrieval = retriever.retrieve(qa.question) if retriever is not None else None
         messages, built = messages_for(qa, retrieval, generator, context)
         prepared[i] = (messages, retrieval, built)
+    if not todo:
+        return list(found)  # type: ignore[arg-type]
     window = generator.context_window or float("inf")
-    length = {i: generator.prompt_tokens(prepared[i][0]) for i in batched}
+    length = {i: generator.prompt_tokens(prepared[i][0]) for i in todo}
     fits = sorted(
-        (i for i in batched if length[i] + generator.max_new_tokens <= window), key=length.get
+        (i for i in todo if length[i] + generator.max_new_tokens <= window), key=length.get
     )
-    for i in batched:
-        if i not in fits:  # over the window: the batch-1 path fails it with the reason
-            found[i] = _generated(arm, questions[i], generator, retriever, *prepared[i])
-            failures.add(found[i])
+    batched_text: dict[int, str] = {}
     # grouped by prompt length (fits is sorted), so a batch pads little
     starts = range(0, len(fits), batch_size)
     for start in tqdm(starts, desc=f"arm {arm} batched", unit="batch", disable=not progress):
         rows = fits[start : start + batch_size]
         answers = answer_batches(generator, [prepared[i][0] for i in rows], batch_size)
         for i, (text, input_tokens, output_tokens) in zip(rows, answers, strict=True):
-            if found[i] is not None:  # timed: keep the batch-1 answer, record the comparison
-                found[i].batched_answer_matches = text == found[i].prediction
-                record = found[i]
-            else:
-                record = found[i] = _untimed(arm, questions[i], text, input_tokens, output_tokens)
-                _, retrieval, built = prepared[i]
-                if retrieval is not None:
-                    _add_retrieval(record, questions[i], retrieval, built, retriever.top_k)
-            if journal is not None:  # a timed answer's later line adds the comparison
-                journal.record(questions[i], record.to_dict())
+            if i < latency_questions:  # answered again below, batch-1 and timed
+                batched_text[i] = text
+                continue
+            found[i] = _untimed(arm, questions[i], text, input_tokens, output_tokens)
+            _, retrieval, built = prepared[i]
+            if retrieval is not None:
+                _add_retrieval(found[i], questions[i], retrieval, built, retriever.top_k)
+            if journal is not None:
+                journal.record(questions[i], found[i].to_dict())
+    timed = [i for i in todo if i < latency_questions or i not in fits]
+    if timed:
+        for qa in questions[:warmup_requests]:
+            _warm_up(arm, qa, generator, retriever, context)
+    for i in tqdm(timed, desc=f"arm {arm} latency", unit="q", disable=not progress):
+        # over the window (not in fits): the batch-1 path fails it with the reason
+        found[i] = _generated(arm, questions[i], generator, retriever, *prepared[i])
+        if found[i].error is not None:
+            failures.add(found[i])
+            continue
+        found[i].batched_answer_matches = batched_text[i] == found[i].prediction
+        if journal is not None:  # journaled as soon as given (resume after a kill)
+            journal.record(questions[i], found[i].to_dict())
     return list(found)  # type: ignore[arg-type]
 
 

@@ -340,3 +340,11 @@ def test_decode_profile_and_linear_floor_on_the_tiny_model(tiny_model_dir):
     layers = AutoConfig.from_pretrained(tiny_model_dir).num_hidden_layers
     assert sum(r["count"] for r in floor["shapes"]) == 7 * layers + 1
     assert floor["linear_s_per_token"] > 0 and floor["weight_bytes"] > 0
+
+
+def test_attention_reproduction_computes_the_same_attention():
+    from bench.roofline import attention_decode_threads
+
+    out = attention_decode_threads(heads=2, head_dim=8, kv_tokens=16, repeats=2)
+    assert out["max_abs_diff"] < 1e-5  # the library kernel and the written-out product agree
+    assert out["sdpa_us_1_threads"] > 0 and out["written_out_us_1_threads"] > 0
