@@ -6,7 +6,8 @@
     .venv/bin/python -m bench --only index --index-n 100000
 
 Parts: e2e (default experiment cold, then warm), overhead (ours vs the bare library per stage),
-roofline (decode vs memory bandwidth), index (FAISS scaling), ingest (documents per second),
+roofline (decode vs memory bandwidth, with a torch.profiler breakdown), compute (FP32 matmul
+peak, LoRA step's share of it), index (FAISS scaling), ingest (documents per second),
 embed_processes (embedding 100k chunks with one process and with a pool of 2: the speed-up).
 Parts not selected keep their previous numbers in latest.json (each part says when it was
 measured); --no-merge starts the files afresh.
@@ -53,6 +54,7 @@ PART_SETTINGS = {
         "lora_blocks",
     ),
     "roofline": ("bandwidth_bytes", "generate_tokens", "repeats"),
+    "compute": ("repeats", "lora_seq_len", "lora_steps_per_block", "lora_blocks"),
     "index": ("index_n", "index_clusters", "index_ef_construction"),
     "ingest": ("ingest_documents",),
     "embed_processes": ("embed_chunks",),
@@ -128,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         part_settings = {"quick": settings.quick, **{k: values[k] for k in PART_SETTINGS[name]}}
         measure = PARTS[name]
         part = run_part(name, lambda p, m=measure: m(p, settings), part_settings)
-        parts[name] = {"command": command.strip(), **part.to_dict()}
+        # each part names its machine: merged results keep parts measured on other runs
+        parts[name] = {"command": command.strip(), "machine": machine(), **part.to_dict()}
     run = {
         "command": command.strip(),
         "machine": machine(),

@@ -210,7 +210,8 @@ def generate_overhead(model_path: str, max_new_tokens: int = 64, repeats: int = 
 
 
 def step_timer():
-    """A Trainer callback recording when each optimizer step ended (``.ends``)."""
+    """A Trainer callback recording when each optimizer step ended (``.ends``), the trainable
+    weights at the start (``.initial``) and the loss logged at each step (``.losses``)."""
     import time
 
     from transformers import TrainerCallback
@@ -218,11 +219,40 @@ def step_timer():
     class StepTimes(TrainerCallback):
         def __init__(self) -> None:
             self.ends: list[float] = []
+            self.losses: list[float] = []
+            self.initial: dict[str, Any] = {}
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            self.initial = {
+                n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad
+            }
 
         def on_step_end(self, args, state, control, **kwargs):
             self.ends.append(time.perf_counter())
 
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.losses.append(float(logs["loss"]))
+
     return StepTimes()
+
+
+def timed_training(model_path: str, examples: list, settings: LoraSettings):
+    """``finetune.training.run_training`` in a temporary cache with a ``step_timer`` attached;
+    returns its result and the timer."""
+    import finetune.training as training
+
+    timer = step_timer()
+    original = training.build_callbacks
+    with (
+        tempfile.TemporaryDirectory(prefix="ragtune-bench-lora-") as root,
+        mock.patch.object(training, "build_callbacks", lambda s: [*original(s), timer]),
+        contextlib.redirect_stdout(io.StringIO()),
+    ):
+        result = training.run_training(
+            model_path, examples, settings, Path(root) / "work", Path(root) / "final", False
+        )
+    return result, timer
 
 
 def lora_settings_from_config(config_path: Path) -> LoraSettings:
@@ -246,6 +276,11 @@ def training_examples(count: int, length: int, vocab: int, seed: int = 0) -> lis
     return [TrainExample(input_ids=row, labels=row, kind="doc") for row in rows]
 
 
+# Losses the Trainer logs are rounded to 4 decimals (Trainer._maybe_log_save_evaluate);
+# the same steps agree within that rounding plus float32 reduction-order noise.
+LOSS_TOLERANCE = 2e-3
+
+
 def lora_step_overhead(
     model_path: str,
     settings: LoraSettings,
@@ -254,26 +289,38 @@ def lora_step_overhead(
     blocks: int = 3,
 ) -> dict:
     """One optimizer step of finetune.training.run_training (our Trainer set-up, run for real
-    in a temporary cache) vs a bare peft + torch loop (forward, backward, clip, fused AdamW,
-    linear schedule) on batches of the same shape. Blocks of steps alternate between the two;
-    per-step times are the intervals between step ends (a block's first step, which includes
-    the data loader's start, is not counted)."""
+    in a temporary cache) vs a bare peft + torch loop doing the same steps: the same starting
+    adapter weights (taken from ours at train begin), the same batches in the same order, the
+    optimizer and learning-rate schedule the Trainer builds from the same arguments
+    (``Trainer.get_optimizer_cls_and_kwargs``, ``transformers.get_scheduler``), gradient
+    clipping at 1.0 and the loss read every step. LoRA dropout is set to 0 on both sides so the
+    two computations are deterministic and their losses comparable step by step (dropout on the
+    adapter input is a small elementwise cost either way). Each block restarts both from the
+    same weights; ``same_results`` is true only if every step's loss agrees within
+    ``LOSS_TOLERANCE``, and a ratio from unlike work is not reported as a verdict (``ratio`` is
+    then None). Per-step times are the intervals between step ends (a block's first step, which
+    includes the data loader's start, is not counted)."""
     import time
 
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM, Trainer, get_scheduler
 
     import finetune.training as training
     from finetune.targets import resolve_target_modules
-    from finetune.trainer_parts import RightPadCollator
+    from finetune.trainer_parts import RightPadCollator, SeededLengthGroupedSampler
 
-    settings = replace(settings, max_steps=steps_per_block, checkpoint_steps=0, eval_fraction=0.0)
+    settings = replace(
+        settings, max_steps=steps_per_block, checkpoint_steps=0, eval_fraction=0.0, dropout=0.0
+    )
     vocab = int(AutoConfig.from_pretrained(model_path).vocab_size)
-    count = settings.batch_size * steps_per_block
+    size = settings.batch_size * settings.grad_accum
+    count = size * steps_per_block
     examples = training_examples(count, seq_len, vocab)
     ours_s: list[float] = []
     bare_s: list[float] = []
+    ours_losses: list[float] = []
+    bare_losses: list[float] = []
 
     bare_model = get_peft_model(
         AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32),
@@ -286,48 +333,63 @@ def lora_step_overhead(
             task_type="CAUSAL_LM",
         ),
     ).train()
-    params = [p for p in bare_model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, fused=True)
-    total = steps_per_block * blocks
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1 - s / total))
-    collate, size = RightPadCollator(0), settings.batch_size
+    named = {n: p for n, p in bare_model.named_parameters() if p.requires_grad}
+    params = list(named.values())
+    # the order our Trainer draws (epoch 0 of its seeded sampler), grouped into its batches
+    order = list(SeededLengthGroupedSampler([seq_len] * count, size, settings.seed))
+    collate = RightPadCollator(0)
     batches = [
-        collate([{"input_ids": e.input_ids, "labels": e.labels} for e in examples[i : i + size]])
-        for i in range(0, count, size)
+        collate([{"input_ids": examples[i].input_ids, "labels": examples[i].labels} for i in rows])
+        for rows in (order[j : j + size] for j in range(0, count, size))
     ]
+    with tempfile.TemporaryDirectory(prefix="ragtune-bench-args-") as root:
+        args = training.training_arguments(settings, Path(root), False, has_eval=False)
+    optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(args, bare_model)
+    state: dict[str, Any] = {}
 
     def bare_block() -> list[float]:
-        ends = []
+        with torch.no_grad():  # restart from the weights ours started from
+            for name, value in state["initial"].items():
+                named[name].copy_(value)
+        optimizer = optimizer_cls(
+            [{"params": params, "weight_decay": args.weight_decay}], **optimizer_kwargs
+        )
+        schedule = get_scheduler(
+            args.lr_scheduler_type,
+            optimizer,
+            num_warmup_steps=args.get_warmup_steps(steps_per_block),
+            num_training_steps=steps_per_block,
+        )
+        ends, losses = [], []
         for batch in batches:
             loss = bare_model(**batch).loss
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)  # the Trainer's max_grad_norm default
+            torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
-            loss.detach().item()  # the Trainer reads the loss every step (logging_steps=1)
+            losses.append(loss.detach().item())  # the Trainer reads the loss every step
             ends.append(time.perf_counter())
+        bare_losses.extend(losses)
         return np.diff(ends).tolist()
 
     def ours_block() -> list[float]:
-        timer = step_timer()
-        original = training.build_callbacks
-        with (
-            tempfile.TemporaryDirectory(prefix="ragtune-bench-lora-") as root,
-            mock.patch.object(training, "build_callbacks", lambda s: [*original(s), timer]),
-            contextlib.redirect_stdout(io.StringIO()),
-        ):
-            adapters = Path(root)
-            training.run_training(
-                model_path, examples, settings, adapters / "work", adapters / "final", False
-            )
+        _, timer = timed_training(model_path, examples, settings)
+        state["initial"] = timer.initial
+        ours_losses.extend(timer.losses)
         return np.diff(timer.ends).tolist()
 
     for block in range(blocks):
+        # ours first in the first block: the bare side needs ours' starting weights
         first, second = (ours_block, bare_block) if block % 2 == 0 else (bare_block, ours_block)
         for run in (first, second):
             (ours_s if run is ours_block else bare_s).extend(run())
-    return _row(
+    same = len(ours_losses) == len(bare_losses) and all(
+        abs(a - b) <= LOSS_TOLERANCE for a, b in zip(ours_losses, bare_losses, strict=True)
+    )
+    if not same:
+        logger.warning("LoRA step: ours and bare losses differ: %s vs %s", ours_losses, bare_losses)
+    row = _row(
         "LoRA training step",
         "step",
         ours_s,
@@ -337,4 +399,11 @@ def lora_step_overhead(
         batch=f"{settings.batch_size} x {seq_len} tokens",
         rank=settings.rank,
         target_modules=str(settings.target_modules),
+        same_results=same,
+        losses_ours=ours_losses,
+        losses_bare=bare_losses,
+        optimizer=optimizer_cls.__name__,
     )
+    if not same:
+        row["ratio_unlike_work"], row["ratio"] = row["ratio"], None
+    return row

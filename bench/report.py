@@ -17,6 +17,7 @@ from typing import Any
 
 from evaluate.records import tables
 from rag.core.cache import atomic_write_text
+from rag.core.machine import cpu_flags, cpu_model, isa, torch_threads
 
 OPERATORS = ("<=", ">=")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -99,25 +100,66 @@ def check_line(check: dict[str, Any]) -> str:
     )
 
 
+# Environment variables that choose threads or the instruction set a library dispatches to.
+# ATEN_CPU_CAPABILITY caps PyTorch's kernels (default, avx2, avx512); MKL_ENABLE_INSTRUCTIONS and
+# ONEDNN_MAX_CPU_ISA cap MKL's and oneDNN's: setting all three to AVX2 emulates an AVX2-only CPU
+# on an AVX-512 one (README "Benchmarks").
+THREAD_AND_ISA_ENV = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "TOKENIZERS_PARALLELISM",
+    "ATEN_CPU_CAPABILITY",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "ONEDNN_MAX_CPU_ISA",
+)
+
+
+def thread_settings() -> dict[str, Any]:
+    """Threads each library will use in this process, and the environment that set them."""
+    info: dict[str, Any] = {
+        "usable_cores": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "env": {name: os.environ.get(name) for name in THREAD_AND_ISA_ENV},
+    }
+    try:
+        import torch
+
+        info.update(torch_threads())
+        info["torch_mkl"] = torch.backends.mkl.is_available()
+        info["torch_mkldnn"] = torch.backends.mkldnn.is_available()
+    except ImportError:
+        pass
+    try:
+        import faiss
+
+        info["faiss_omp_threads"] = faiss.omp_get_max_threads()
+    except ImportError:
+        pass
+    return info
+
+
 def machine() -> dict[str, Any]:
-    """What the numbers were measured on."""
+    """What the numbers were measured on: CPU model, instruction sets, cores, thread settings,
+    the 1-minute load average (others' work on a shared machine) and library versions."""
     from importlib import metadata
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     versions = {}
     for name in ("torch", "transformers", "sentence-transformers", "peft", "faiss-cpu", "numpy"):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), **versions}
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        **versions,
+        "isa": isa(cpu_flags()),
+        "threads": thread_settings(),
+        "load_avg_1min": os.getloadavg()[0],
+    }
 
 
 def merge_results(previous: dict[str, Any] | None, run: dict[str, Any]) -> dict[str, Any]:
@@ -129,7 +171,7 @@ def merge_results(previous: dict[str, Any] | None, run: dict[str, Any]) -> dict[
     return {**run, "parts": {name: parts[name] for name in order}}
 
 
-PART_ORDER = ("e2e", "overhead", "roofline", "index", "ingest")
+PART_ORDER = ("e2e", "overhead", "roofline", "compute", "index", "ingest")
 
 
 def render_markdown(results: dict[str, Any]) -> str:
@@ -188,10 +230,18 @@ def _loads(values: list[float]) -> str:
 def _machine_line(info: dict[str, Any]) -> str:
     if not info:
         return "unknown"
+    skip = ("cpu", "cores", "python", "isa", "threads", "load_avg_1min")
     libs = ", ".join(
-        f"{k} {v}" for k, v in info.items() if k not in ("cpu", "cores", "python") and v
+        f"{k} {v}" for k, v in info.items() if k not in skip and v and not isinstance(v, dict)
     )
-    return f"{info.get('cpu')}, {info.get('cores')} cores, Python {info.get('python')}; {libs}"
+    sets = ", ".join(name for name, present in info.get("isa", {}).items() if present) or "n/a"
+    threads = info.get("threads", {})
+    dispatch = threads.get("torch_cpu_capability")
+    return (
+        f"{info.get('cpu')}, {info.get('cores')} cores (ISA: {sets}; torch dispatch: {dispatch}; "
+        f"torch threads: {threads.get('torch_threads')}; load {info.get('load_avg_1min')}), "
+        f"Python {info.get('python')}; {libs}"
+    )
 
 
 def write_results(results: dict[str, Any], folder: Path = RESULTS_DIR) -> tuple[Path, Path]:

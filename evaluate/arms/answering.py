@@ -78,6 +78,12 @@ class Prediction:
     error: str | None = None  # why this question failed (scores 0, no latency); None: answered
     failure_reason: str | None = None  # e.g. timeout, http_error, context_overflow
     reused: bool = False  # answer (and its timings) taken from the evaluation journal
+    # False: answered in a batch for accuracy only (eval.answer_batch_size); ttft_s, tpot_s and
+    # e2e_s are 0 and stay out of the latency statistics. True: timed batch-1 request.
+    latency_measured: bool = True
+    # For a timed question when batching: did the batched greedy answer equal this batch-1
+    # answer (same text)? None: not compared.
+    batched_answer_matches: bool | None = None
     judge: float | None = None  # LLM judge verdict: 1 correct, 0 wrong, None unparseable/off
     judge_input_tokens: int = 0
     judge_output_tokens: int = 0
@@ -124,6 +130,11 @@ def answer(
     """One question through the arm; a ``GenerationFailure`` makes a failed prediction."""
     retrieval = retriever.retrieve(qa.question) if retriever is not None else None
     messages, built = messages_for(qa, retrieval, generator, context)
+    return _generated(arm, qa, generator, retriever, messages, retrieval, built)
+
+
+def _generated(arm, qa, generator, retriever, messages, retrieval, built) -> Prediction:
+    """The batch-1, timed answer to already built messages."""
     try:
         gen = generator.generate(messages)
     except GenerationFailure as err:
@@ -217,11 +228,35 @@ def run_arm(
     context: ContextSettings | None = None,
     max_failure_rate: float = 1.0,
     journal=None,
+    batch_size: int = 1,
+    latency_questions: int | None = None,
 ) -> list[Prediction]:
     """Answer every question once, after ``warmup_requests`` discarded requests. Answers found
     in ``journal`` (an ``evaluate.arms.journal.AnswerJournal``) are reused; new ones are added to
     it.
-    Warm-up happens only if something has to be generated."""
+    Warm-up happens only if something has to be generated.
+
+    With ``batch_size`` > 1 and an in-process generator, accuracy and latency are separated
+    (``_run_batched``): the first ``latency_questions`` questions are answered batch-1 and timed,
+    and every other question is answered in batches, untimed."""
+    if (
+        batch_size > 1
+        and _to_generate(journal, questions, latency_questions)
+        and _can_batch(generator)
+    ):
+        return _run_batched(
+            arm,
+            questions,
+            generator,
+            retriever,
+            warmup_requests,
+            progress,
+            context,
+            max_failure_rate,
+            journal,
+            batch_size,
+            len(questions) if latency_questions is None else latency_questions,
+        )
     reused = [_from_journal(journal, arm, qa, retriever) for qa in questions]
     n_reused = sum(p is not None for p in reused)
     if journal is not None:
@@ -303,4 +338,137 @@ def _from_journal(journal, arm: str, qa: QAPair, retriever: Retriever | None):
         p.hit_rate_at_k = _none_if_nan(scores["hit_rate_at_k"])
         p.mrr = _none_if_nan(scores["mrr"])
         p.ndcg_at_k = _none_if_nan(scores["ndcg_at_k"])
+    return p
+
+
+def _to_generate(journal, questions: list[QAPair], latency_questions: int | None) -> bool:
+    """Whether any answer is missing from the journal, or lacks the batch-1 timing the latency
+    sample needs (a fully journaled arm loads no model)."""
+    if journal is None:
+        return True
+    sample = len(questions) if latency_questions is None else latency_questions
+    rows = [journal.lookup(qa) for qa in questions]
+    return any(
+        row is None or (i < sample and not row.get("latency_measured", True))
+        for i, row in enumerate(rows)
+    )
+
+
+def _can_batch(generator) -> bool:
+    """In-process transformers generators batch; endpoints and vLLM answer one request each."""
+    unwrap = getattr(generator, "get", None)  # execution's lazy wrapper
+    return isinstance(unwrap() if callable(unwrap) else generator, ChatGenerator)
+
+
+class _Failures:
+    """Counts failed questions and stops the arm above ``max_failure_rate``."""
+
+    def __init__(self, arm: str, n: int, max_failure_rate: float) -> None:
+        self.arm, self.n, self.rate = arm, n, max_failure_rate
+        self.counts: Counter[str] = Counter()
+
+    def add(self, p: Prediction) -> None:
+        self.counts[p.failure_reason] += 1
+        if sum(self.counts.values()) > self.rate * self.n:
+            raise TooManyFailuresError(_too_many(self.arm, self.counts, self.n, p, self.rate))
+
+
+def _run_batched(
+    arm: str,
+    questions: list[QAPair],
+    generator: ChatGenerator,
+    retriever: Retriever | None,
+    warmup_requests: int,
+    progress: bool,
+    context: ContextSettings | None,
+    max_failure_rate: float,
+    journal,
+    batch_size: int,
+    latency_questions: int,
+) -> list[Prediction]:
+    """Accuracy: every question still to answer, greedy, in batches (the untimed answers are
+    journaled batch by batch). Latency: then the first ``latency_questions`` questions batch-1,
+    sequentially, after the warm-up (the documented TTFT/TPOT protocol). A timed question keeps
+    its batch-1 answer (so e2e = TTFT + TPOT * (N - 1) holds for its N tokens), records whether
+    its batched answer was the same text, and is journaled once, as soon as it is given."""
+    from evaluate.arms.throughput import answer_batches
+
+    found = [_from_journal(journal, arm, qa, retriever) for qa in questions]
+    for i, p in enumerate(found[:latency_questions]):
+        if p is not None and not p.latency_measured:  # journaled untimed; now in the sample
+            found[i] = None
+    if journal is not None:
+        n_reused = sum(p is not None for p in found)
+        logger.info(
+            "arm %s: reused %d of %d answers from the evaluation journal",
+            arm,
+            n_reused,
+            len(questions),
+        )
+    todo = [i for i, p in enumerate(found) if p is None]
+    failures = _Failures(arm, len(questions), max_failure_rate)
+    prepared = {}
+    for i in todo:
+        qa = questions[i]
+        retrieval = retriever.retrieve(qa.question) if retriever is not None else None
+        messages, built = messages_for(qa, retrieval, generator, context)
+        prepared[i] = (messages, retrieval, built)
+    if not todo:
+        return list(found)  # type: ignore[arg-type]
+    window = generator.context_window or float("inf")
+    length = {i: generator.prompt_tokens(prepared[i][0]) for i in todo}
+    fits = sorted(
+        (i for i in todo if length[i] + generator.max_new_tokens <= window), key=length.get
+    )
+    batched_text: dict[int, str] = {}
+    # grouped by prompt length (fits is sorted), so a batch pads little
+    starts = range(0, len(fits), batch_size)
+    for start in tqdm(starts, desc=f"arm {arm} batched", unit="batch", disable=not progress):
+        rows = fits[start : start + batch_size]
+        answers = answer_batches(generator, [prepared[i][0] for i in rows], batch_size)
+        for i, (text, input_tokens, output_tokens) in zip(rows, answers, strict=True):
+            if i < latency_questions:  # answered again below, batch-1 and timed
+                batched_text[i] = text
+                continue
+            found[i] = _untimed(arm, questions[i], text, input_tokens, output_tokens)
+            _, retrieval, built = prepared[i]
+            if retrieval is not None:
+                _add_retrieval(found[i], questions[i], retrieval, built, retriever.top_k)
+            if journal is not None:
+                journal.record(questions[i], found[i].to_dict())
+    timed = [i for i in todo if i < latency_questions or i not in fits]
+    if timed:
+        for qa in questions[:warmup_requests]:
+            _warm_up(arm, qa, generator, retriever, context)
+    for i in tqdm(timed, desc=f"arm {arm} latency", unit="q", disable=not progress):
+        # over the window (not in fits): the batch-1 path fails it with the reason
+        found[i] = _generated(arm, questions[i], generator, retriever, *prepared[i])
+        if found[i].error is not None:
+            failures.add(found[i])
+            continue
+        found[i].batched_answer_matches = batched_text[i] == found[i].prediction
+        if journal is not None:  # journaled as soon as given (resume after a kill)
+            journal.record(questions[i], found[i].to_dict())
+    return list(found)  # type: ignore[arg-type]
+
+
+def _untimed(arm: str, qa: QAPair, text: str, input_tokens: int, output_tokens: int) -> Prediction:
+    """A batched answer: scored, with token counts, without batch-1 timings."""
+    p = Prediction(
+        arm=arm,
+        qa_id=qa.qa_id,
+        question=qa.question,
+        answers=list(qa.answers),
+        prediction=text,
+        exact_match=0.0,
+        token_f1=0.0,
+        contains=0.0,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        ttft_s=0.0,
+        tpot_s=0.0,
+        e2e_s=0.0,
+        latency_measured=False,
+    )
+    score(p, qa)
     return p

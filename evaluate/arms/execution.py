@@ -146,6 +146,8 @@ def run_all_arms(
                     context_settings(config),
                     config.eval.max_failure_rate,
                     journal,
+                    config.eval.answer_batch_size,
+                    config.eval.latency_questions,
                 )
                 throughput[arm] = (
                     journaled_throughput(arm, generator, questions, arm_retriever, config, journal)
@@ -236,6 +238,10 @@ def answer_identity(
             "max_new_tokens": g.max_new_tokens,
             **({"temperature": g.temperature} if g.temperature else {}),
             **({"stop": list(g.stop)} if g.stop else {}),
+            # batched answers may differ from batch-1 ones (numerical noise of padded batches);
+            # eval.latency_questions is not here: a journaled answer without batch-1 timings
+            # that falls in a larger sample is answered again, timed (answering.py)
+            "answer_batch_size": config.eval.answer_batch_size,
         },
         "context_window": g.context_window,
         "prompt": _prompt_fingerprint(),

@@ -54,6 +54,41 @@ def count_generated(row: Iterable[int], eos_ids: set[int]) -> int:
 def generate_batch(generator: ChatGenerator, batch: Sequence[Messages]) -> list[list[int]]:
     """Greedy generation for a batch of chats, left-padded; the generated ids of each request,
     cut after its first EOS."""
+    return _generate(generator, batch)[0]
+
+
+def answer_batches(
+    generator: ChatGenerator,
+    messages_list: Sequence[Messages],
+    batch_size: int,
+    progress: bool = False,
+    desc: str = "answers",
+) -> list[tuple[str, int, int]]:
+    """``(text, input_tokens, output_tokens)`` per chat, in the given order, from greedy
+    generation in left-padded batches of ``batch_size``.
+
+    Chats are grouped by prompt length (sorted) before batching, so a batch pads its prompts
+    to a similar length instead of to the longest of a random mix. Text and token counts follow
+    the batch-1 path (``ChatGenerator.generate``): the generated ids up to and including the
+    first EOS, decoded without special tokens and stripped."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = sorted(
+        range(len(messages_list)), key=lambda i: generator.prompt_tokens(messages_list[i])
+    )
+    results: list[tuple[str, int, int] | None] = [None] * len(messages_list)
+    starts = range(0, len(order), batch_size)
+    for start in tqdm(starts, desc=desc, unit="batch", disable=not progress):
+        rows = order[start : start + batch_size]
+        ids, input_tokens = _generate(generator, [messages_list[i] for i in rows])
+        for i, new_ids, n_in in zip(rows, ids, input_tokens, strict=True):
+            text = generator.tokenizer.decode(new_ids, skip_special_tokens=True).strip()
+            results[i] = (text, n_in, len(new_ids))
+    return results  # type: ignore[return-value]
+
+
+def _generate(generator: ChatGenerator, batch: Sequence[Messages]):
+    """The generated ids of each chat (cut after its first EOS) and its prompt tokens."""
     import torch
 
     tokenizer = generator.tokenizer
@@ -76,7 +111,8 @@ def generate_batch(generator: ChatGenerator, batch: Sequence[Messages]) -> list[
         )
     new_ids = output[:, inputs["input_ids"].shape[1] :].tolist()
     eos_ids = eos_token_ids(generator)
-    return [row[: count_generated(row, eos_ids)] for row in new_ids]
+    prompt_tokens = [int(n) for n in inputs["attention_mask"].sum(dim=1).tolist()]
+    return [row[: count_generated(row, eos_ids)] for row in new_ids], prompt_tokens
 
 
 def measure_throughput(

@@ -288,6 +288,8 @@ def _validate_eval(e: EvalConfig) -> None:
         e.throughput_batch_size,
         ">= 0 (0 disables the measurement)",
     )
+    _check(e.answer_batch_size >= 1, "eval.answer_batch_size", e.answer_batch_size, ">= 1")
+    _check(e.latency_questions >= 1, "eval.latency_questions", e.latency_questions, ">= 1")
     _check(e.throughput_questions >= 1, "eval.throughput_questions", e.throughput_questions, ">= 1")
     _check(0 <= e.max_failure_rate <= 1, "eval.max_failure_rate", e.max_failure_rate, "in [0, 1]")
     if e.judge.enabled:

@@ -137,6 +137,19 @@ def test_lora_step_overhead_on_the_tiny_model(tiny_model_dir):
     assert row["n"] == 4 and row["batch"] == "2 x 16 tokens"
     assert row["ours_s"] > 0 and row["bare_s"] > 0
     assert row["target_modules"] == "llama-all"
+    # the same steps: the Trainer's logged loss at each of the 2 x 3 steps equals the bare loop's
+    assert len(row["losses_ours"]) == len(row["losses_bare"]) == 6
+    assert row["losses_ours"] == pytest.approx(row["losses_bare"], abs=overhead.LOSS_TOLERANCE)
+    assert row["same_results"] is True and row["ratio"] > 0
+
+
+def test_a_ratio_from_unlike_work_is_not_a_verdict():
+    part = PartResult("overhead")
+    row = {"stage": "LoRA training step", "ratio": None, "same_results": False}
+    parts.overhead_checks(part, [row])
+    assert [(c.metric, c.met) for c in part.checks] == [
+        ("LoRA training step: same outputs (1 = yes)", False)
+    ]
 
 
 def test_encode_overhead_gives_the_same_vectors():
@@ -264,3 +277,74 @@ def test_hnsw_is_judged_at_the_smallest_ef_search_reaching_the_recall_target():
     recall, p50 = parts.hnsw_checks(short)
     assert recall.metric.startswith("HNSW32 efSearch=128") and recall.met is False
     assert recall.margin == "missed by 0.02 (-2%)"
+
+
+def test_isa_reads_avx2_avx512_and_amx_from_cpu_flags():
+    from rag.core.machine import isa
+
+    # flag names as /proc/cpuinfo spells them (Linux arch/x86/include/asm/cpufeatures.h)
+    assert isa({"fma", "avx2"}) == {"avx2": True, "avx512f": False, "amx": False}
+    assert isa({"avx2"})["avx2"] is False  # AVX2 without FMA is not the AVX2 matmul class
+    assert isa({"fma", "avx2", "avx512f", "amx_tile", "amx_bf16"}) == {
+        "avx2": True,
+        "avx512f": True,
+        "amx": True,
+    }
+
+
+def test_machine_names_threads_and_dispatch(monkeypatch):
+    import torch
+
+    from bench.report import machine
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    info = machine()
+    assert set(info["isa"]) == {"avx2", "avx512f", "amx"}
+    assert info["threads"]["torch_threads"] == torch.get_num_threads()
+    assert info["threads"]["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert info["threads"]["env"]["OMP_NUM_THREADS"] == "2"
+    assert info["load_avg_1min"] >= 0
+
+
+def test_matmul_peak_is_the_best_size():
+    from bench.compute import matmul_peak_flops
+
+    peak = matmul_peak_flops(sizes=(64, 128), repeats=2)
+    assert set(peak["per_size_flops"]) == {"64", "128"}
+    assert peak["peak_flops"] == max(peak["per_size_flops"].values()) > 0
+    assert str(peak["at_size"]) in peak["per_size_flops"]
+
+
+def test_lora_step_flops_use_the_counting_rule(tiny_model_dir):
+    from bench.compute import lora_step_flops
+    from costing.formulas import lora_training_flops
+
+    settings = overhead.lora_settings_from_config(REPO / "conf" / "finetune" / "lora.yaml")
+    step = lora_step_flops(tiny_model_dir, replace(settings, batch_size=2), seq_len=16, steps=3)
+    assert step["tokens_per_step"] == 2 * 16 and step["steps_timed"] == 2
+    expected = lora_training_flops(step["total_params"], step["trainable_params"], 32)
+    assert step["step_flops"] == expected
+    assert step["achieved_flops"] == pytest.approx(expected / step["step_s"])
+
+
+def test_decode_profile_and_linear_floor_on_the_tiny_model(tiny_model_dir):
+    from bench.roofline import decode_profile, linear_layers_floor
+
+    profile = decode_profile(tiny_model_dir, max_new_tokens=4, top=3)
+    assert 1 <= profile["output_tokens"] <= 4 and profile["aten_calls_per_token"] > 1
+    assert 0 < profile["matmul_share"] <= 1 and len(profile["top_ops"]) == 3
+    floor = linear_layers_floor(tiny_model_dir, repeats=2)
+    # every linear layer of the tiny Llama is counted: 7 per block (q,k,v,o,gate,up,down) + head
+    from transformers import AutoConfig
+
+    layers = AutoConfig.from_pretrained(tiny_model_dir).num_hidden_layers
+    assert sum(r["count"] for r in floor["shapes"]) == 7 * layers + 1
+    assert floor["linear_s_per_token"] > 0 and floor["weight_bytes"] > 0
+
+
+def test_attention_reproduction_computes_the_same_attention():
+    from bench.roofline import attention_decode_threads
+
+    out = attention_decode_threads(heads=2, head_dim=8, kv_tokens=16, repeats=2)
+    assert out["max_abs_diff"] < 1e-5  # the library kernel and the written-out product agree
+    assert out["sdpa_us_1_threads"] > 0 and out["written_out_us_1_threads"] > 0

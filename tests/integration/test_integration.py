@@ -63,6 +63,11 @@ def test_results_json_has_every_arm_and_figure(smoke_runs):
     for p in predictions:
         assert p["e2e_s"] == pytest.approx(p["ttft_s"] + p["tpot_s"] * (p["output_tokens"] - 1))
         assert p["request_s"] >= p["e2e_s"]
+    # 6 questions <= eval.latency_questions (20): every one timed batch-1 and compared with
+    # its batched answer
+    for arm in ARMS:
+        assert results["arms"][arm]["latency_questions"] == n_questions
+        assert results["arms"][arm]["batched_vs_batch1"]["compared"] == n_questions
     assert results["stages"]["finetune"]["steps"] == 4
     assert results["stages"]["finetune"]["merged"] is True
     for arm in ARMS:
@@ -112,6 +117,10 @@ def test_mlflow_has_the_run_with_metrics_params_and_artifacts(smoke_runs):
             results["arms"][arm]["latency"]["ttft_p50_s"]
         )
         assert f"cost/{arm}/usd_per_1k_queries" in metrics
+        assert (
+            metrics[f"{arm}/batched_differ"]
+            == (results["arms"][arm]["batched_vs_batch1"]["differ"])
+        )
     assert "compare/closed_book_vs_rag/p_value" in metrics
     assert run.data.tags["compare/closed_book_vs_rag/verdict"]
     assert "cost/finetune/one_time_usd" in metrics
@@ -234,3 +243,31 @@ def test_unreachable_tracking_server_still_writes_results(tmp_path):
     assert "Traceback" not in output
     results = json.loads((tmp_path / "outputs/smoke/offline/results.json").read_text())
     assert list(results["arms"]) == ["closed_book"] and "mlflow_run_id" not in results
+
+
+def test_accuracy_from_batches_latency_from_a_batch1_sample(tmp_path):
+    """eval.latency_questions=2 of 6: two timed batch-1 requests, four batched answers that
+    carry no timings, latency statistics over the two, per-query cost over all six."""
+    proc = ragtune(
+        tmp_path,
+        "experiment=smoke",
+        "tracking=none",
+        "eval.arms=[closed_book,rag]",
+        "eval.latency_questions=2",
+        "eval.answer_batch_size=4",
+        "hydra.run.dir=outputs/smoke/sampled",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "outputs/smoke/sampled/results.json").read_text())
+    for arm in ("closed_book", "rag"):
+        preds = [p for p in results["predictions"] if p["arm"] == arm]
+        timed = [p for p in preds if p["latency_measured"]]
+        assert len(preds) == 6 and [p["qa_id"] for p in timed] == [p["qa_id"] for p in preds[:2]]
+        assert all(p["ttft_s"] == 0 and p["batched_answer_matches"] is None for p in preds[2:])
+        figures = results["arms"][arm]
+        assert figures["latency_questions"] == 2
+        assert figures["batched_vs_batch1"]["compared"] == 2
+        mean_ttft = sum(p["ttft_s"] for p in timed) / 2
+        assert figures["latency"]["ttft_mean_s"] == pytest.approx(mean_ttft)
+        assert figures["accuracy"]["questions"] == 6
+        assert figures["cost"]["per_query"]["usd"] > 0

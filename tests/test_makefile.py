@@ -1,0 +1,35 @@
+"""`make run` installs only what a run needs; `make test` adds the dev extras (issue: set-up
+time). Checked on make's dry run (-n) against a venv path that does not exist, so every
+recipe line is printed and nothing is installed."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+
+
+def _pip_lines(target: str, tmp_path: Path) -> list[str]:
+    out = subprocess.run(
+        ["make", "-n", target, f"VENV={tmp_path / 'venv'}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [line for line in out.splitlines() if "/bin/pip install" in line]
+
+
+def test_make_run_installs_no_dev_extras(tmp_path):
+    lines = _pip_lines("run", tmp_path)
+    assert any(line.endswith("pip install -e .") for line in lines)
+    assert not any("[dev]" in line or "[sweeps]" in line for line in lines)
+
+
+def test_make_test_installs_the_dev_extras(tmp_path):
+    lines = _pip_lines("test", tmp_path)
+    assert any('pip install -e ".[dev]"' in line for line in lines)
