@@ -30,7 +30,11 @@ STYLE = {
 }
 PARETO = {
     "usd": ("cost/usd_per_1k_queries", "USD per 1,000 queries", "Accuracy against cost"),
-    "co2": ("co2/kg_per_1k_queries", "kg CO2e per 1,000 queries", "Accuracy against carbon"),
+    "co2": (
+        "co2/operational_kg_per_1k_queries",
+        "kg CO2e (operational) per 1,000 queries",
+        "Accuracy against carbon",
+    ),
 }
 
 
@@ -74,13 +78,28 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def scale_of(values: list[float]) -> tuple[float, str]:
+    """A power of 1,000 that brings the values to between 0.01 and 1,000, and its label
+    (``" (×10⁻⁶)"``), so tick labels stay short and the scale sits in the axis label, not in an
+    offset text that can run into it."""
+    import math
+
+    largest = max((abs(v) for v in values), default=0.0)
+    if largest == 0 or 1e-2 <= largest < 1e3:
+        return 1.0, ""
+    exponent = 3 * math.floor(math.log10(largest) / 3)
+    return 10.0**-exponent, f" (×10{str(exponent).translate(SUPERSCRIPT)})"
+
+
 def _readable_ticks(axis) -> None:
-    """At most five ticks, in scientific notation with one shared exponent when values are
-    small or large (no long decimals running into each other)."""
+    """At most five ticks, plain numbers (the data are scaled by scale_of)."""
     from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
-    formatter = ScalarFormatter(useMathText=True)
-    formatter.set_powerlimits((-2, 3))
+    formatter = ScalarFormatter(useOffset=False)
+    formatter.set_scientific(False)
     axis.set_major_locator(MaxNLocator(nbins=5))
     axis.set_major_formatter(formatter)
 
@@ -119,6 +138,8 @@ def pareto_figure(runs: list[RunRecord], kind: str):
                 points.append((x, y, arm, index))
     if not points:
         return None
+    factor, scale = scale_of([x for x, *_ in points])
+    points = [(x * factor, y, arm, index) for x, y, arm, index in points]
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=FIGSIZE_IN)
     for x, y, arm, index in points:
@@ -142,7 +163,7 @@ def pareto_figure(runs: list[RunRecord], kind: str):
         line.set_linestyle("")
         line.set_label("Pareto front")
         extra.append(line)
-    ax.set_xlabel(xlabel)
+    ax.set_xlabel(xlabel + scale)
     ax.set_ylabel("accuracy (contains-answer)")
     ax.set_title(title)
     ax.set_ylim(-0.05, 1.05)
@@ -207,14 +228,16 @@ def plot_break_even(run: RunRecord, out_dir: Path) -> Path | None:
         v / 1000.0 for k, v in run.metrics.items() if k.startswith("break_even/") and v > 0
     ]
     horizon_k = max([1.0] + [2.0 * c for c in crossings])
+    ends = [once + per_1k * horizon_k for _, once, per_1k in lines]
+    factor, scale = scale_of(ends + [once for _, once, _ in lines])
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=FIGSIZE_IN)
-    for arm, once, per_1k in lines:
-        ax.plot([0, horizon_k], [once, once + per_1k * horizon_k], color=arm_colour(arm), label=arm)
+    for (arm, once, _), end in zip(lines, ends, strict=True):
+        ax.plot([0, horizon_k], [once * factor, end * factor], color=arm_colour(arm), label=arm)
     for k in crossings:
         ax.axvline(k, color="0.6", linestyle=":", linewidth=1)
     ax.set_xlabel("thousands of queries")
-    ax.set_ylabel("cumulative USD")
+    ax.set_ylabel("cumulative USD" + scale)
     ax.set_title("Break-even (dotted: crossings)")
     _readable_ticks(ax.yaxis)
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)

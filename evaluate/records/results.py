@@ -244,6 +244,10 @@ LATENCY_METRICS = (
 LEDGER_METRICS = {
     "cost/usd_per_1k_queries": ("per_1k_queries", "usd"),
     "cost/one_time_usd": ("one_time_total", "usd"),
+    # operational (location-based) carbon is known wherever energy is; the total adds embodied
+    # carbon, unknown for hardware the catalog has no embodied figure for
+    "co2/operational_kg_per_1k_queries": ("per_1k_queries", "co2_operational_kg"),
+    "co2/one_time_operational_kg": ("one_time_total", "co2_operational_kg"),
     "co2/kg_per_1k_queries": ("per_1k_queries", "co2_kg"),
     "co2/one_time_kg": ("one_time_total", "co2_kg"),
     "energy/kwh_per_1k_queries": ("per_1k_queries", "energy_kwh"),

@@ -19,7 +19,7 @@ SUMMARY_COLUMNS: list[tuple[str, str]] = [
     ("TPOT p50 s", "latency/tpot_p50_s"),
     ("request p50 s", "latency/request_p50_s"),
     ("USD / 1k queries", "cost/usd_per_1k_queries"),
-    ("kg CO2e / 1k queries", "co2/kg_per_1k_queries"),
+    ("kg CO2e / 1k queries (operational)", "co2/operational_kg_per_1k_queries"),
     ("one-time USD", "cost/one_time_usd"),
     ("QoE", "qoe/score"),
     ("failed", "eval/failures"),
@@ -76,7 +76,7 @@ def arm_table_text(arms: ArmMetrics) -> str:
     table = [summary_header(), *summary_rows(arms)]
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         for row in table
     ]
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
@@ -108,7 +108,13 @@ def bottom_line(arms: ArmMetrics, job_metrics: Mapping[str, float]) -> list[str]
         _winner(arms, "Most accurate", "accuracy/contains", False, " contains-answer"),
         _winner(arms, "Fastest", "latency/request_p50_s", True, " s request p50"),
         _winner(arms, "Cheapest per query", "cost/usd_per_1k_queries", True, " USD per 1k queries"),
-        _winner(arms, "Lowest carbon", "co2/kg_per_1k_queries", True, " kg CO2e per 1k queries"),
+        _winner(
+            arms,
+            "Lowest carbon",
+            "co2/operational_kg_per_1k_queries",
+            True,
+            " kg CO2e (operational) per 1k queries",
+        ),
     ]
     crossings = 0
     for key, queries in sorted(job_metrics.items()):

@@ -176,7 +176,7 @@ VIEW_COLUMNS = (
     "latency/tpot_p50_s",
     "latency/request_p50_s",
     "cost/usd_per_1k_queries",
-    "co2/kg_per_1k_queries",
+    "co2/operational_kg_per_1k_queries",
     "cost/one_time_usd",
     "qoe/score",
 )

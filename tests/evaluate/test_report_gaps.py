@@ -73,14 +73,14 @@ HAND = {
         "latency/request_p50_s": 0.2,
         "cost/usd_per_1k_queries": 2.0,
         "cost/one_time_usd": 0.0,
-        "co2/kg_per_1k_queries": 0.5,
+        "co2/operational_kg_per_1k_queries": 0.5,
     },
     "B": {
         "accuracy/contains": 0.7,
         "latency/request_p50_s": 0.9,
         "cost/usd_per_1k_queries": 1.0,
         "cost/one_time_usd": 10.0,
-        "co2/kg_per_1k_queries": 0.3,
+        "co2/operational_kg_per_1k_queries": 0.3,
     },
 }
 
@@ -90,7 +90,7 @@ def test_bottom_line_names_each_winner_and_both_sides_of_the_break_even():
     assert lines[0] == "Most accurate: B (0.700 contains-answer)"
     assert lines[1] == "Fastest: A (0.200 s request p50)"
     assert lines[2] == "Cheapest per query: B (1.000 USD per 1k queries)"
-    assert lines[3] == "Lowest carbon: B (0.300 kg CO2e per 1k queries)"
+    assert lines[3] == "Lowest carbon: B (0.300 kg CO2e (operational) per 1k queries)"
     assert lines[4] == "Break-even A vs B: 10,000 queries; below it A is cheaper, above it B"
     assert any(line.startswith("QoE") for line in lines) and any(GAP in x for x in lines)
 
@@ -131,7 +131,7 @@ def _many_runs() -> list[RunRecord]:
             arms[arm] = {
                 "accuracy/contains": 0.1 + 0.2 * i + 0.01 * r,
                 "cost/usd_per_1k_queries": 0.00012 * (i + 1) * (r + 1),
-                "co2/kg_per_1k_queries": 1e-6 * (i + 1),
+                "co2/operational_kg_per_1k_queries": 1e-6 * (i + 1),
                 "cost/one_time_usd": 0.001 * i,
                 "latency/ttft_mean_s": 0.1 * (i + 1),
                 "latency/e2e_mean_s": 0.3 * (i + 1),
