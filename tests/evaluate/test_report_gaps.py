@@ -188,3 +188,11 @@ def test_report_module_imports_no_mlflow_of_its_own():
     code = "import sys, evaluate.report, evaluate.records.summary; print('mlflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"  # mlflow is imported lazily, inside evaluate/records
+
+
+def test_axis_scale_is_a_power_of_a_thousand_in_the_label():
+    from evaluate.records.plots import scale_of
+
+    assert scale_of([2e-6, 5e-6]) == (1e6, " (×10⁻⁶)")  # 5e-6 = 5 x 10^-6
+    assert scale_of([0.02, 0.5]) == (1.0, "")  # already readable
+    assert scale_of([1.2e4]) == (1e-3, " (×10³)")
