@@ -94,7 +94,9 @@ def self_hosted_vs_api_rows(run: RunRecord) -> list[list[str]]:
 
 
 def swept_params(runs: list[RunRecord]) -> list[str]:
-    """Config keys whose value differs between runs (paths and names excluded)."""
+    """Config keys whose value differs between runs (paths and names excluded); runs without
+    parameters (nothing logged) are left out."""
+    runs = [r for r in runs if r.params]
     keys = set().union(*(r.params for r in runs)) if runs else set()
     ignore = ("paths.", "tracking.", "experiment.")
     return sorted(

@@ -196,3 +196,8 @@ def test_axis_scale_is_a_power_of_a_thousand_in_the_label():
     assert scale_of([2e-6, 5e-6]) == (1e6, " (×10⁻⁶)")  # 5e-6 = 5 x 10^-6
     assert scale_of([0.02, 0.5]) == (1.0, "")  # already readable
     assert scale_of([1.2e4]) == (1e-3, " (×10³)")
+
+
+def test_a_run_without_parameters_sweeps_nothing():
+    runs = [run("a", {}, {"retriever.top_k": "3"}), run("b", {}, {})]
+    assert swept_params(runs) == []
