@@ -11,6 +11,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.config_store import ConfigStore
@@ -34,6 +35,9 @@ warnings.filterwarnings(
     "ignore", message=r"\s*'hydra/launcher/\w+' is validated against ConfigStore schema"
 )
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+# One log format: MLflow's records go through the job's handlers instead of MLflow's own.
+os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+QUIET_LOGGERS = ("faiss.loader", "alembic", "httpx", "urllib3")  # chatter below WARNING
 
 
 def to_config(cfg: DictConfig) -> Config:
@@ -58,19 +62,23 @@ def _run(cfg: DictConfig) -> float | None:
         config.tracking.tags.update(sweep_job=str(hydra_cfg.job.num), sweep_overrides=overrides)
     elif not _within_budget(config):  # a sweep is costed before its first job (sweep.py)
         return None  # budget.dry_run: the estimate was printed, nothing runs
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # CPU-feature probing chatter
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     resolved = OmegaConf.to_container(cfg, resolve=True)
+
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     from evaluate.pipeline.runner import run_experiment  # heavy imports only after validation
     from evaluate.pipeline.sweep import objective_value
 
+    quiet_libraries(config.eval.progress)
     try:
-        results = run_experiment(config, resolved, output_dir)
+        with logging_redirect_tqdm():  # log lines above progress bars, not inside them
+            results = run_experiment(config, resolved, output_dir)
     except user_errors() as err:  # bad input: one clear line, no traceback (run marked FAILED)
         _exit_bad_input(f"{type(err).__name__}: {err}")
     if not results:  # not the main process
         return None
+    print_summary(config, results)
     try:  # the value Hydra hands to a sweeper (Optuna maximises it)
         return objective_value(config, results)
     except ConfigError as err:  # a single run has its results; only a sweep needs the number
@@ -91,6 +99,43 @@ def _exit_bad_input(message: str) -> None:
     if os.environ.get("SUBMITIT_EXECUTOR") or os.environ.get("RAGTUNE_REMOTE_JOB"):
         raise RuntimeError(message)
     sys.exit(2)
+
+
+def quiet_libraries(progress: bool) -> None:
+    """Library warnings become log records (one format, never inside a progress bar), and
+    libraries' INFO chatter is dropped; eval.progress=false also hides their progress bars."""
+    logging.captureWarnings(True)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    if not progress:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+
+
+def print_summary(config: Config, results: dict[str, Any]) -> None:
+    """Who wins: one row per arm (accuracy with its interval, TTFT and TPOT p50, USD and kg CO2e
+    per 1,000 queries, one-time cost), then the commands that show more."""
+    from evaluate.records.results import arm_run_metrics
+    from evaluate.records.summary import arm_table_text
+    from evaluate.records.tracking import ui_path
+
+    arms = {arm: arm_run_metrics(results, arm) for arm in results["arms"]}
+    lines = ["", f"Summary of {config.experiment.name} ({len(arms)} arms):", arm_table_text(arms)]
+    lines += ["", "Next:"]
+    if "mlflow_run_id" in results:
+        uri = config.tracking.uri
+        base = uri.rstrip("/") if uri.startswith("http") else "http://127.0.0.1:5000"
+        if not uri.startswith("http"):
+            lines.append(
+                f"  make ui   (= mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000)"
+            )
+        lines.append(f"  open {base}/{ui_path(results['mlflow_experiment_id'])}")
+        lines.append(f"  ragtune-report --experiment {config.tracking.experiment_name}")
+    else:
+        lines.append("  tracking=mlflow (the default) mirrors runs to MLflow for make ui and")
+        lines.append("  ragtune-report; this run's figures are in results.json")
+    print("\n".join(lines), flush=True)
 
 
 def _within_budget(config: Config) -> bool:

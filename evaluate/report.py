@@ -4,14 +4,16 @@
     ragtune-report --runs RUN_ID [RUN_ID ...]           # chosen runs
     ragtune-report --parent PARENT_RUN_ID               # a sweep's children
 
-Writes report.md, report.html and PNG plots to --out (default reports/<name>/) and attaches them
-to the newest run read (or the parent run) under the artifact folder ``report/``. Runs that lack
-a metric (older or failed runs) show a gap mark instead of a number.
+Writes report.md, report.html (its images embedded) and PNG and PDF plots to --out (default
+reports/<name>/ in the current folder) and attaches them to the newest run read (or the parent
+run) under the artifact folder ``report/``. Runs that lack a metric (older or failed runs) show a
+gap mark instead of a number.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import html
 import logging
 import sys
@@ -24,71 +26,46 @@ from evaluate.records.plots import (
     plot_self_hosted_vs_api,
     plot_sweep,
 )
+from evaluate.records.summary import GAP, bottom_line, fmt, summary_header, summary_rows
 from evaluate.records.tables import html_table, markdown_table
-from evaluate.records.tracking import RunRecord, TrackingReadError, fetch_runs, log_folder
+from evaluate.records.tracking import (
+    REUSED_TAG,
+    RunRecord,
+    TrackingReadError,
+    fetch_runs,
+    log_folder,
+)
 
 logger = logging.getLogger(__name__)
-GAP = "–"  # shown where a run lacks the metric
+INTRO = (
+    "Accuracy is the share of answers containing a gold answer (contains-answer), with its 95% "
+    "bootstrap interval; latencies are medians (p50); costs and CO2e are per 1,000 queries on the "
+    "measuring hardware; one-time cost is indexing and training."
+)
 
 
-def arms_of(run: RunRecord) -> list[str]:
-    if run.tags.get("arms"):
-        return run.tags["arms"].split(",")
-    return sorted({k.split("/")[0] for k in run.metrics if k.endswith("/exact_match")})
-
-
-def fmt(value: float | None, digits: int = 3) -> str:
-    return (
-        GAP
-        if value is None
-        else f"{value:.{digits}g}"
-        if abs(value) < 1e-3
-        else (f"{value:.{digits}f}")
-    )
-
-
-def accuracy_cell(run: RunRecord, arm: str, metric: str = "contains") -> str:
-    m = run.metrics
-    value = m.get(f"{arm}/{metric}")
-    low, high = m.get(f"{arm}/{metric}_ci95_low"), m.get(f"{arm}/{metric}_ci95_high")
-    if value is None:
-        return GAP
-    interval = f" [{low:.2f}, {high:.2f}]" if low is not None and high is not None else ""
-    return f"{value:.3f}{interval}"
-
-
-COLUMNS = [
-    ("arm", None),
-    ("contains (95% CI)", None),
-    ("exact match", "{arm}/exact_match"),
-    ("TTFT p50 s", "latency/{arm}/ttft_p50_s"),
-    ("TPOT p50 s", "latency/{arm}/tpot_p50_s"),
-    ("request p50 s", "latency/{arm}/request_p50_s"),
-    ("USD / 1k queries", "cost/{arm}/usd_per_1k_queries"),
-    ("kg CO2e / 1k queries", "cost/{arm}/co2_kg_per_1k_queries"),
-    ("one-time USD", "cost/{arm}/one_time_usd"),
-    ("QoE score", "qoe/{arm}/qoe_score"),
-    ("failed questions", "{arm}/failures"),
-]
+def arm_metrics(run: RunRecord) -> dict[str, dict[str, float]]:
+    return {arm: dict(arm_run.metrics) for arm, arm_run in run.arms.items()}
 
 
 def comparison_rows(run: RunRecord) -> list[list[str]]:
-    rows = []
-    for arm in arms_of(run):
-        row = [arm, accuracy_cell(run, arm)]
-        row += [fmt(run.metrics.get(key.format(arm=arm))) for _, key in COLUMNS[2:]]
-        rows.append(row)
-    return rows
+    """The run's per-arm summary rows; a run without arm runs (failed, older) is one gap row."""
+    if not run.arms:
+        return [[GAP] * len(summary_header())]
+    from evaluate.records.plots import arm_order
+
+    arms = arm_metrics(run)
+    return summary_rows({arm: arms[arm] for arm in arm_order(arms)})
 
 
 def break_even_rows(run: RunRecord) -> list[list[str]]:
-    arms = arms_of(run)
+    arms = sorted(run.arms)
     rows = []
     for a in arms:
         for b in arms:
             if a < b:
-                n = run.metrics.get(f"break_even/usd/{a}_vs_{b}_queries")
-                n = n if n is not None else run.metrics.get(f"break_even/usd/{b}_vs_{a}_queries")
+                n = run.metrics.get(f"break_even/{a}_vs_{b}_queries")
+                n = n if n is not None else run.metrics.get(f"break_even/{b}_vs_{a}_queries")
                 verdict = run.tags.get(f"compare/{a}_vs_{b}/verdict") or run.tags.get(
                     f"compare/{b}_vs_{a}/verdict", GAP
                 )
@@ -117,7 +94,9 @@ def self_hosted_vs_api_rows(run: RunRecord) -> list[list[str]]:
 
 
 def swept_params(runs: list[RunRecord]) -> list[str]:
-    """Config keys whose value differs between runs (paths and names excluded)."""
+    """Config keys whose value differs between runs (paths and names excluded); runs without
+    parameters (nothing logged) are left out."""
+    runs = [r for r in runs if r.params]
     keys = set().union(*(r.params for r in runs)) if runs else set()
     ignore = ("paths.", "tracking.", "experiment.")
     return sorted(
@@ -125,26 +104,69 @@ def swept_params(runs: list[RunRecord]) -> list[str]:
     )
 
 
+def repeats(run: RunRecord, earlier: list[RunRecord]) -> RunRecord | None:
+    """The earlier run whose figures this one repeats: it reused every answer of it."""
+    if run.tags.get(REUSED_TAG) != "all":
+        return None
+    for other in reversed(earlier):
+        if other.arms and arm_metrics(other) == arm_metrics(run):
+            return other
+    return None
+
+
+def embedded(plot: Path) -> str:
+    """An <img> carrying its PNG inline, so the page renders anywhere (MLflow's artifact viewer
+    shows report.html without its sibling files)."""
+    data = base64.b64encode(plot.read_bytes()).decode("ascii")
+    alt = html.escape(plot.stem.replace("_", " "))
+    return f'<figure><img src="data:image/png;base64,{data}" alt="{alt}"></figure>'
+
+
+STYLE = (
+    "<style>body{font-family:system-ui,sans-serif;max-width:72rem;margin:1rem auto;"
+    "padding:0 1rem;color:#222}table{border-collapse:collapse;margin:.5rem 0 1rem}"
+    "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right;font-variant-numeric:"
+    "tabular-nums}td:first-child,th:first-child{text-align:left}figure{margin:1rem 0}"
+    "img{max-width:100%;height:auto}</style>"
+)
+
+
 def write_report(runs: list[RunRecord], title: str, out_dir: Path) -> Path:
-    """Write report.md, report.html and the plots; returns the folder."""
+    """Write report.md, report.html (images embedded) and the plots; returns the folder."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    latest = runs[-1]
+    measured = [r for r in runs if r.arms] or runs
+    latest = measured[-1]
     plots = [
         plot_pareto(runs, "usd", out_dir),
         plot_pareto(runs, "co2", out_dir),
-        plot_latency_breakdown(latest, arms_of(latest), out_dir),
-        plot_break_even(latest, arms_of(latest), out_dir),
+        plot_latency_breakdown(latest, out_dir),
+        plot_break_even(latest, out_dir),
         plot_self_hosted_vs_api(latest, out_dir),
     ]
     swept = swept_params(runs)
     plots += [plot_sweep(runs, key, out_dir) for key in swept]
     plots = [p for p in plots if p is not None]
-    sections: list[tuple[str, list[str], list[list[str]]]] = []
-    for run in runs:
+    md = [f"# {title}", "", f"{len(runs)} run(s). {INTRO}", ""]
+    page = [f"<h1>{html.escape(title)}</h1>", f"<p>{len(runs)} run(s). {html.escape(INTRO)}</p>"]
+    if latest.arms:
+        lines = bottom_line(arm_metrics(latest), latest.metrics)
+        md += [f"## Bottom line (run {latest.run_name})", "", *(f"- {x}" for x in lines), ""]
+        page += [
+            f"<h2>Bottom line (run {html.escape(latest.run_name)})</h2>",
+            "<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in lines) + "</ul>",
+        ]
+    sections: list[tuple[str, list[str], list[list[str]] | str]] = []
+    for index, run in enumerate(runs):
         status = "" if run.status == "FINISHED" else f" ({run.status})"
-        sections.append(
-            (f"Run {run.run_name}{status}", [c for c, _ in COLUMNS], comparison_rows(run))
-        )
+        same = repeats(run, runs[:index])
+        if same is not None:  # no second, identical table
+            note = (
+                f"Every answer was reused from an earlier run: the figures are those of run "
+                f"{same.run_name}, not a new measurement."
+            )
+            sections.append((f"Run {run.run_name}{status}: reused", [], note))
+        else:
+            sections.append((f"Run {run.run_name}{status}", summary_header(), comparison_rows(run)))
     sections.append(
         (
             f"Break-even and significance (run {latest.run_name})",
@@ -157,28 +179,25 @@ def write_report(runs: list[RunRecord], title: str, out_dir: Path) -> Path:
         header = ["arm", "API", "USD per replica-day", "API USD per query"]
         header += ["crossing queries/day (USD)", "crossing queries/day (CO2e)"]
         sections.append((f"Self-hosted versus API (run {latest.run_name})", header, tokenomics))
-    md = [
-        f"# {title}",
-        "",
-        f"{len(runs)} run(s). Accuracy is contains-answer with its 95% "
-        "bootstrap interval; latencies are medians; costs are on the measuring hardware.",
-        "",
-    ]
-    page = [f"<h1>{html.escape(title)}</h1>"]
     for heading, header, rows in sections:
-        md += [f"## {heading}", "", markdown_table(header, rows), ""]
-        page += [f"<h2>{html.escape(heading)}</h2>", html_table(header, rows)]
+        md += [f"## {heading}", ""]
+        page.append(f"<h2>{html.escape(heading)}</h2>")
+        if isinstance(rows, str):
+            md += [rows, ""]
+            page.append(f"<p>{html.escape(rows)}</p>")
+        else:
+            md += [markdown_table(header, rows), ""]
+            page.append(html_table(header, rows))
     if swept:
         md += ["Swept parameters: " + ", ".join(f"`{k}`" for k in swept), ""]
+        page.append("<p>Swept parameters: " + html.escape(", ".join(swept)) + "</p>")
     for plot in plots:
         md += [f"![{plot.stem}]({plot.name})", ""]
-        page.append(f'<p><img src="{html.escape(plot.name)}" alt="{html.escape(plot.stem)}"></p>')
+        page.append(embedded(plot))
     (out_dir / "report.md").write_text("\n".join(md), encoding="utf-8")
-    style = "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px}</style>"
     (out_dir / "report.html").write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'>{style}</head><body>"
-        + "\n".join(page)
-        + "</body></html>",
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"{STYLE}</head><body>" + "\n".join(page) + "</body></html>",
         encoding="utf-8",
     )
     return out_dir

@@ -117,6 +117,14 @@ def _train(model_path, examples, settings, key: str, final_dir: Path, progress) 
     check_max_length(model_path, settings.max_length)
     from finetune.training import run_training
 
+    logger.info(
+        "training LoRA adapter %s on %d examples (max_steps=%s, epochs=%s): the bar below counts "
+        "optimizer steps",
+        key,
+        len(examples),
+        settings.max_steps,
+        settings.epochs,
+    )
     result = run_training(model_path, examples, settings, work_dir, final_dir, progress)
     if result.reused:
         logger.info("another run published adapter %s first; using it", key)

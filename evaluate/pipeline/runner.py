@@ -156,8 +156,6 @@ def prepare_adapter(
         result = train_lora(
             model.path, examples, settings, cache_dir(config), progress=config.eval.progress
         )
-    if result.reused:
-        logger.info("reusing cached adapter %s", result.adapter_dir)
     return AdapterStage(result, merged=config.finetune.merge)
 
 
@@ -375,6 +373,7 @@ def run_stages(
         logger.info("diagnosis: %s", diagnosis["sentence"])
     if tracker.run_id:
         results["mlflow_run_id"] = tracker.run_id
+        results["mlflow_experiment_id"] = tracker.experiment_id
     write_results(results, output_dir)
     mirror_to_tracker(tracker, results, output_dir, config_path)
     return results

@@ -1,10 +1,41 @@
-"""Report plots (matplotlib, headless). Each returns the PNG path, or None without data."""
+"""Report plots (matplotlib, headless), sized and set for a paper: one colour per arm in every
+plot, runs told apart by marker, legends instead of point labels, units as in the tables (per
+1,000 queries). Each ``plot_*`` writes a PNG (and a PDF beside it) and returns the PNG path, or
+None without data; each ``*_figure`` returns the open figure."""
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 from evaluate.records.tracking import RunRecord
+
+# Okabe & Ito's colour-blind-safe palette ("Color Universal Design", 2008), yellow last as it
+# reads poorly on white; arms beyond it take matplotlib's tab10 colours.
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442"]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+FIGSIZE_IN = (6.4, 4.0)  # a single column at 100%, or two columns at about half width
+DPI = 200
+STYLE = {
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "legend.fontsize": 8,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+}
+PARETO = {
+    "usd": ("cost/usd_per_1k_queries", "USD per 1,000 queries", "Accuracy against cost"),
+    "co2": (
+        "co2/operational_kg_per_1k_queries",
+        "kg CO2e (operational) per 1,000 queries",
+        "Accuracy against carbon",
+    ),
+}
 
 
 def _pyplot():
@@ -13,88 +44,204 @@ def _pyplot():
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
+    plt.rcParams.update(STYLE)
     return plt
 
 
+def arm_colour(arm: str) -> str:
+    """The arm's colour, the same in every plot: registered arms by registry order, any other
+    name by a stable hash of it."""
+    from evaluate.arms.registry import ARM_NAMES
+
+    if arm in ARM_NAMES:
+        index = ARM_NAMES.index(arm)
+    else:
+        index = len(ARM_NAMES) + zlib.crc32(arm.encode()) % 10
+    if index < len(PALETTE):
+        return PALETTE[index]
+    import matplotlib
+
+    return matplotlib.colormaps["tab10"](index % 10)
+
+
+def arm_order(arms) -> list[str]:
+    """Arms in registry order, unregistered names after them alphabetically."""
+    from evaluate.arms.registry import ARM_NAMES
+
+    return sorted(set(arms), key=lambda a: (ARM_NAMES.index(a) if a in ARM_NAMES else 99, a))
+
+
 def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    fig.savefig(path.with_suffix(".pdf"), bbox_inches="tight")
     _pyplot().close(fig)
     return path
 
 
-def _arms(run: RunRecord) -> list[str]:
-    return run.tags.get("arms", "").split(",") if run.tags.get("arms") else []
+SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def scale_of(values: list[float]) -> tuple[float, str]:
+    """A power of 1,000 that brings the values to between 0.01 and 1,000, and its label
+    (``" (×10⁻⁶)"``), so tick labels stay short and the scale sits in the axis label, not in an
+    offset text that can run into it."""
+    import math
+
+    largest = max((abs(v) for v in values), default=0.0)
+    if largest == 0 or 1e-2 <= largest < 1e3:
+        return 1.0, ""
+    exponent = 3 * math.floor(math.log10(largest) / 3)
+    return 10.0**-exponent, f" (×10{str(exponent).translate(SUPERSCRIPT)})"
+
+
+def _readable_ticks(axis) -> None:
+    """At most five ticks, plain numbers (the data are scaled by scale_of)."""
+    from matplotlib.ticker import MaxNLocator, ScalarFormatter
+
+    formatter = ScalarFormatter(useOffset=False)
+    formatter.set_scientific(False)
+    axis.set_major_locator(MaxNLocator(nbins=5))
+    axis.set_major_formatter(formatter)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other point beats on both axes (lower x, higher y), by increasing x."""
+    front: list[tuple[float, float]] = []
+    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or y > front[-1][1]:
+            front.append((x, y))
+    return front
+
+
+def _arm_legend(ax, arms: list[str], runs: list[str], extra=()) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], marker="o", linestyle="", color=arm_colour(a), label=a) for a in arms]
+    if len(runs) > 1:
+        handles += [
+            Line2D([], [], marker=MARKERS[i % len(MARKERS)], linestyle="", color="0.4", label=r)
+            for i, r in enumerate(runs)
+        ]
+    handles += list(extra)
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+
+
+def pareto_figure(runs: list[RunRecord], kind: str):
+    """Accuracy (contains) against USD or kg CO2e per 1,000 queries for every run x arm, with
+    the Pareto front; None without data."""
+    key, xlabel, title = PARETO[kind]
+    points = []
+    for index, run in enumerate(runs):
+        for arm, arm_run in run.arms.items():
+            x, y = arm_run.metrics.get(key), arm_run.metrics.get("accuracy/contains")
+            if x is not None and y is not None:
+                points.append((x, y, arm, index))
+    if not points:
+        return None
+    factor, scale = scale_of([x for x, *_ in points])
+    points = [(x * factor, y, arm, index) for x, y, arm, index in points]
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=FIGSIZE_IN)
+    for x, y, arm, index in points:
+        marker = MARKERS[index % len(MARKERS)]
+        ax.scatter(x, y, s=45, marker=marker, color=arm_colour(arm), zorder=3)
+    front = pareto_front([(x, y) for x, y, _, _ in points])
+    extra = []
+    if len(front) > 1:
+        (line,) = ax.step(
+            [p[0] for p in front],
+            [p[1] for p in front],
+            where="post",
+            linestyle="--",
+            color="0.5",
+            zorder=2,
+            label="Pareto front",
+        )
+        extra.append(line)
+    else:  # one point dominates all others: it is the whole front
+        (line,) = ax.plot(*front[0], marker="o", markersize=12, fillstyle="none", color="0.5")
+        line.set_linestyle("")
+        line.set_label("Pareto front")
+        extra.append(line)
+    ax.set_xlabel(xlabel + scale)
+    ax.set_ylabel("accuracy (contains-answer)")
+    ax.set_title(title)
+    ax.set_ylim(-0.05, 1.05)
+    _readable_ticks(ax.xaxis)
+    runs_shown = sorted({index for *_, index in points})
+    _arm_legend(
+        ax,
+        arm_order(a for _, _, a, _ in points),
+        [runs[i].run_name for i in runs_shown],
+        extra,
+    )
+    fig.tight_layout()
+    return fig
 
 
 def plot_pareto(runs: list[RunRecord], kind: str, out_dir: Path) -> Path | None:
-    """Accuracy against USD (kind='usd') or kg CO2e (kind='co2') per query, every run x arm."""
-    key = "usd_per_1k_queries" if kind == "usd" else "co2_kg_per_1k_queries"
-    points = []
-    for run in runs:
-        for arm in _arms(run):
-            x, y = run.metrics.get(f"cost/{arm}/{key}"), run.metrics.get(f"{arm}/contains")
-            if x is not None and y is not None:
-                label = arm if len(runs) == 1 else f"{arm} ({run.run_name})"
-                points.append((x / 1000.0, y, label))
-    if not points:
-        return None
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for x, y, label in points:
-        ax.scatter(x, y)
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.set_xlabel("USD per query" if kind == "usd" else "kg CO2e per query")
-    ax.set_ylabel("accuracy (contains)")
-    ax.set_title("accuracy vs cost" if kind == "usd" else "accuracy vs carbon")
-    return _save(fig, out_dir / f"pareto_{kind}.png")
+    fig = pareto_figure(runs, kind)
+    return None if fig is None else _save(fig, out_dir / f"pareto_{kind}.png")
 
 
-def plot_latency_breakdown(run: RunRecord, arms: list[str], out_dir: Path) -> Path | None:
+def plot_latency_breakdown(run: RunRecord, out_dir: Path) -> Path | None:
     """Stacked mean latency per arm: retrieval, prefill (TTFT), decode (e2e - TTFT)."""
     rows = []
-    for arm in arms:
-        m = run.metrics
-        ttft, e2e = m.get(f"latency/{arm}/ttft_mean_s"), m.get(f"latency/{arm}/e2e_mean_s")
+    for arm in arm_order(run.arms):
+        m = run.arms[arm].metrics
+        ttft, e2e = m.get("latency/ttft_mean_s"), m.get("latency/e2e_mean_s")
         if ttft is None or e2e is None:
             continue
-        rows.append((arm, m.get(f"latency/{arm}/retrieval_mean_s", 0.0), ttft, e2e - ttft))
+        rows.append((arm, m.get("latency/retrieval_mean_s", 0.0), ttft, e2e - ttft))
     if not rows:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=FIGSIZE_IN)
     names = [r[0] for r in rows]
     bottom = [0.0] * len(rows)
-    for index, part in enumerate(("retrieval", "prefill (TTFT)", "decode")):
+    parts = (("retrieval", "0.75"), ("prefill (TTFT)", "0.45"), ("decode", "0.2"))
+    for index, (part, grey) in enumerate(parts):
         values = [r[index + 1] for r in rows]
-        ax.bar(names, values, bottom=bottom, label=part)
+        ax.bar(names, values, bottom=bottom, label=part, color=grey, edgecolor="white")
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    for tick, arm in zip(ax.get_xticklabels(), names, strict=True):
+        tick.set_color(arm_colour(arm))
     ax.set_ylabel("seconds per request (mean)")
-    ax.set_title(f"latency breakdown ({run.run_name})")
-    ax.legend()
+    ax.set_title("Latency breakdown")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    fig.tight_layout()
     return _save(fig, out_dir / "latency_breakdown.png")
 
 
-def plot_break_even(run: RunRecord, arms: list[str], out_dir: Path) -> Path | None:
-    """Cumulative USD against the number of queries: one-time cost + n x per-query cost."""
+def plot_break_even(run: RunRecord, out_dir: Path) -> Path | None:
+    """Cumulative USD against thousands of queries: one-time cost + n x cost per 1k queries,
+    with the crossings marked."""
     lines = []
-    for arm in arms:
-        once = run.metrics.get(f"cost/{arm}/one_time_usd")
-        per_1k = run.metrics.get(f"cost/{arm}/usd_per_1k_queries")
+    for arm in arm_order(run.arms):
+        m = run.arms[arm].metrics
+        once, per_1k = m.get("cost/one_time_usd"), m.get("cost/usd_per_1k_queries")
         if once is not None and per_1k is not None:
-            lines.append((arm, once, per_1k / 1000.0))
+            lines.append((arm, once, per_1k))
     if not lines:
         return None
-    crossings = [v for k, v in run.metrics.items() if k.startswith("break_even/usd/")]
-    horizon = max([1000.0] + [2.0 * c for c in crossings if c > 0])
+    crossings = [
+        v / 1000.0 for k, v in run.metrics.items() if k.startswith("break_even/") and v > 0
+    ]
+    horizon_k = max([1.0] + [2.0 * c for c in crossings])
+    ends = [once + per_1k * horizon_k for _, once, per_1k in lines]
+    factor, scale = scale_of(ends + [once for _, once, _ in lines])
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for arm, once, per_query in lines:
-        ax.plot([0, horizon], [once, once + per_query * horizon], label=arm)
-    ax.set_xlabel("queries")
-    ax.set_ylabel("cumulative USD")
-    ax.set_title("break-even")
-    ax.legend()
+    fig, ax = plt.subplots(figsize=FIGSIZE_IN)
+    for (arm, once, _), end in zip(lines, ends, strict=True):
+        ax.plot([0, horizon_k], [once * factor, end * factor], color=arm_colour(arm), label=arm)
+    for k in crossings:
+        ax.axvline(k, color="0.6", linestyle=":", linewidth=1)
+    ax.set_xlabel("thousands of queries")
+    ax.set_ylabel("cumulative USD" + scale)
+    ax.set_title("Break-even (dotted: crossings)")
+    _readable_ticks(ax.yaxis)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    fig.tight_layout()
     return _save(fig, out_dir / "break_even.png")
 
 
@@ -108,23 +255,35 @@ def _number_or_text(value: str):
 def plot_sweep(runs: list[RunRecord], param: str, out_dir: Path) -> Path | None:
     """Each arm's accuracy against one swept parameter (numeric or categorical)."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=FIGSIZE_IN)
     plotted = False
-    for arm in sorted({a for r in runs for a in _arms(r)}):
-        pairs = [(r.params.get(param), r.metrics.get(f"{arm}/contains")) for r in runs]
+    for arm in arm_order(a for r in runs for a in r.arms):
+        pairs = [
+            (r.params.get(param), r.arms[arm].metrics.get("accuracy/contains"))
+            for r in runs
+            if arm in r.arms
+        ]
         pairs = sorted(
             ((_number_or_text(x), y) for x, y in pairs if x is not None and y is not None),
             key=lambda p: p[0],
         )
         if pairs:
-            ax.plot([str(p[0][1]) for p in pairs], [p[1] for p in pairs], marker="o", label=arm)
+            ax.plot(
+                [str(p[0][1]) for p in pairs],
+                [p[1] for p in pairs],
+                marker="o",
+                color=arm_colour(arm),
+                label=arm,
+            )
             plotted = True
     if not plotted:
         plt.close(fig)
         return None
     ax.set_xlabel(param)
-    ax.set_ylabel("accuracy (contains)")
-    ax.legend()
+    ax.set_ylabel("accuracy (contains-answer)")
+    ax.set_ylim(-0.05, 1.05)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    fig.tight_layout()
     safe = "".join(c if c.isalnum() else "_" for c in param)
     return _save(fig, out_dir / f"sweep_{safe}.png")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluate.arms.answering import Prediction
-from evaluate.records.tracking import Tracker
+from evaluate.records.tracking import ARM_TAG, REUSED_TAG, Tracker
 from evaluate.scoring.metrics import latency_summary, mean
 from evaluate.scoring.stats import compare_arms, summarise_with_ci
 from rag.core.cache import atomic_write_text
@@ -104,12 +104,7 @@ def evaluation_summary(predictions: list[Prediction]) -> dict[str, Any]:
     from evaluate.arms.judge import judge_usage
 
     reasons = Counter(p.failure_reason or "unknown" for p in predictions if p.error is not None)
-    compared = [p.batched_answer_matches for p in predictions]
-    compared = [c for c in compared if c is not None]
     return {
-        "latency_questions": sum(p.latency_measured and p.error is None for p in predictions),
-        # batched greedy answers compared with batch-1 answers to the same (timed) questions
-        "batched_vs_batch1": {"compared": len(compared), "differ": compared.count(False)},
         "failures": sum(reasons.values()),
         "failure_reasons": dict(reasons.most_common()),
         "reused_answers": sum(p.reused for p in predictions),
@@ -118,9 +113,8 @@ def evaluation_summary(predictions: list[Prediction]) -> dict[str, Any]:
 
 
 def latency_table(predictions: list[Prediction]) -> dict[str, float]:
-    """Latency percentiles over the answered, timed questions (failed ones have no timings;
-    batched accuracy-only answers, ``latency_measured`` false, are not batch-1 requests)."""
-    predictions = [p for p in predictions if p.error is None and p.latency_measured]
+    """Latency percentiles over the answered questions (failed ones have no timings)."""
+    predictions = [p for p in predictions if p.error is None]
     table: dict[str, float] = {}
     if not predictions:
         return table
@@ -173,11 +167,6 @@ def environment() -> dict[str, str]:
             info[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             info[dist] = "not installed"
-    from rag.core.machine import cpu_flags, cpu_model, isa, torch_threads
-
-    info["cpu"] = cpu_model()
-    info["cpu_isa"] = ",".join(name for name, present in isa(cpu_flags()).items() if present)
-    info.update({key: str(value) for key, value in torch_threads().items()})
     return info
 
 
@@ -224,117 +213,158 @@ def write_results(results: dict[str, Any], output_dir: Path) -> Path:
     return path
 
 
-def arm_metrics(results: dict[str, Any]) -> dict[str, float]:
-    """Namespaced metrics: ``<arm>/exact_match``, ``latency/<arm>/ttft_p50_s``,
-    ``cost/<arm>/usd_per_1k_queries`` ..."""
+# One MLflow run per arm, every arm with the same metric names, so MLflow's charts and compare
+# view put the arms side by side on one axis. The full detail stays in results.json (an artifact of
+# the job run); README "Comparing runs in the MLflow UI" lists these names.
+ACCURACY_METRICS = (
+    "exact_match",
+    "token_f1",
+    "contains",
+    "rouge_l",
+    "semantic_similarity",
+    "judge",
+)
+RETRIEVAL_METRICS = ("recall_at_k", "hit_rate_at_k", "mrr", "ndcg_at_k")
+INTERVAL_METRICS = ("exact_match", "contains")  # 95% bootstrap interval ends are logged for these
+LATENCY_METRICS = (
+    "ttft_p50_s",
+    "ttft_p95_s",
+    "tpot_p50_s",
+    "tpot_p95_s",
+    "e2e_p50_s",
+    "e2e_p95_s",
+    "request_p50_s",
+    "request_p95_s",
+    "retrieval_p50_s",
+    "ttft_mean_s",  # the means feed the report's stacked latency breakdown
+    "e2e_mean_s",
+    "retrieval_mean_s",
+)
+# metric name -> (ledger section, unit key); "usd" stays "cost/", the rest get their own prefix
+LEDGER_METRICS = {
+    "cost/usd_per_1k_queries": ("per_1k_queries", "usd"),
+    "cost/one_time_usd": ("one_time_total", "usd"),
+    # operational (location-based) carbon is known wherever energy is; the total adds embodied
+    # carbon, unknown for hardware the catalog has no embodied figure for
+    "co2/operational_kg_per_1k_queries": ("per_1k_queries", "co2_operational_kg"),
+    "co2/one_time_operational_kg": ("one_time_total", "co2_operational_kg"),
+    "co2/kg_per_1k_queries": ("per_1k_queries", "co2_kg"),
+    "co2/one_time_kg": ("one_time_total", "co2_kg"),
+    "energy/kwh_per_1k_queries": ("per_1k_queries", "energy_kwh"),
+    "energy/one_time_kwh": ("one_time_total", "energy_kwh"),
+    "compute/xpu_hours_per_1k_queries": ("per_1k_queries", "xpu_hours"),
+    "compute/one_time_xpu_hours": ("one_time_total", "xpu_hours"),
+}
+QOE_METRICS = ("qoe_score", "share_first_token_within_threshold", "share_faster_than_reading")
+COMPARISON_METRICS = ("mean_difference", "ci95_low", "ci95_high", "p_value", "p_value_adjusted")
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _put(metrics: dict[str, float], name: str, value: Any) -> None:
+    """Add a numeric value; unknown (None) and non-numeric values are not logged."""
+    number = _number(value)
+    if number is not None:
+        metrics[name] = number
+
+
+def arm_run_metrics(results: dict[str, Any], arm: str) -> dict[str, float]:
+    """The curated metrics of one arm's run: the same names for every arm (at most about 50)."""
+    figures = results["arms"][arm]
     metrics: dict[str, float] = {}
-    for arm, figures in results["arms"].items():
-        for key, value in figures["accuracy"].items():
-            metrics[f"{arm}/{key}"] = value
-        if "failures" in figures:
-            metrics[f"{arm}/failures"] = float(figures["failures"])
-            metrics[f"{arm}/reused_answers"] = float(figures["reused_answers"])
-        if "answers_at_token_cap" in figures:
-            metrics[f"{arm}/answers_at_token_cap"] = float(figures["answers_at_token_cap"])
-        if "batched_vs_batch1" in figures:
-            metrics[f"{arm}/latency_questions"] = float(figures["latency_questions"])
-            metrics[f"{arm}/batched_differ"] = float(figures["batched_vs_batch1"]["differ"])
-        for key, value in (figures.get("judge") or {}).items():
-            metrics[f"judge/{arm}/{key}"] = value
-        judge_cost = ((results.get("costing") or {}).get("evaluation") or {}).get(arm)
-        if judge_cost:
-            metrics[f"cost/{arm}/judge_usd"] = judge_cost["cost"]["usd"]
-        for key, interval in figures.get("accuracy_ci", {}).items():
-            metrics[f"{arm}/{key}_ci95_low"] = interval["ci95_low"]
-            metrics[f"{arm}/{key}_ci95_high"] = interval["ci95_high"]
-        for key, value in (figures.get("throughput") or {}).items():
-            metrics[f"throughput/{arm}/{key}"] = value
-        for key, value in figures["latency"].items():
-            metrics[f"latency/{arm}/{key}"] = value
-        for key, value in figures["tokens"].items():
-            metrics[f"tokens/{arm}/{key}"] = value
-        metrics.update(_cost_metrics(arm, figures.get("cost")))
-    metrics.update(cost_report_metrics(results.get("costing")))
-    corpus = results["stages"]["corpus"]
-    for key in ("documents", "train_questions", "eval_questions"):
-        metrics[f"corpus/{key}"] = corpus[key]
-    if "leakage" in corpus:
-        metrics["corpus/leakage_overlap"] = corpus["leakage"]["overlap_count"]
-    if "ingest" in corpus:
-        ingest = corpus["ingest"]
-        metrics["corpus/skipped_files"] = len(ingest.get("skipped", []))
-        for key in ("characters", "words", "tokens"):
-            if isinstance(ingest.get(key), int | float):
-                metrics[f"corpus/{key}"] = ingest[key]
-    diagnosis = results.get("diagnosis")
-    if diagnosis:
-        for key in ("lost_to_retrieval_points", "lost_to_reader_points"):
-            metrics[f"diagnosis/{key}"] = diagnosis[key]
-    for pair, result in results.get("comparisons", {}).get("pairs", {}).items():
-        for key in (
-            "mean_difference",
-            "ci95_low",
-            "ci95_high",
-            "p_value",
-            "p_value_adjusted",
-            "mcnemar_b",
-            "mcnemar_c",
-        ):
-            metrics[f"compare/{pair}/{key}"] = result[key]
-        metrics[f"compare/{pair}/significant"] = float(result["significant"])
-        if result.get("minimum_detectable_difference") is not None:
-            mdd = result["minimum_detectable_difference"]
-            metrics[f"compare/{pair}/minimum_detectable_difference"] = mdd
+    accuracy = figures["accuracy"]
+    for key in ACCURACY_METRICS:
+        _put(metrics, f"accuracy/{key}", accuracy.get(key))
+    for key in INTERVAL_METRICS:
+        interval = (figures.get("accuracy_ci") or {}).get(key) or {}
+        _put(metrics, f"accuracy/{key}_ci95_low", interval.get("ci95_low"))
+        _put(metrics, f"accuracy/{key}_ci95_high", interval.get("ci95_high"))
+    for key in RETRIEVAL_METRICS:
+        _put(metrics, f"retrieval/{key}", accuracy.get(key))
+    _put(metrics, "eval/questions", accuracy.get("questions"))
+    _put(metrics, "eval/failures", figures.get("failures"))
+    _put(metrics, "eval/reused_answers", figures.get("reused_answers"))
+    _put(metrics, "eval/answers_at_token_cap", figures.get("answers_at_token_cap"))
+    _put(metrics, "eval/latency_questions", figures.get("latency_questions"))
+    _put(metrics, "eval/batched_differ", (figures.get("batched_vs_batch1") or {}).get("differ"))
+    for key in LATENCY_METRICS:
+        _put(metrics, f"latency/{key}", figures["latency"].get(key))
+    tokens = figures.get("tokens") or {}
+    _put(metrics, "tokens/input_mean", tokens.get("input_tokens_mean"))
+    _put(metrics, "tokens/output_mean", tokens.get("output_tokens_mean"))
+    throughput = figures.get("throughput") or {}
+    _put(metrics, "throughput/tokens_per_s", throughput.get("tokens_per_s"))
+    _put(metrics, "throughput/requests_per_s", throughput.get("requests_per_s"))
+    ledger = figures.get("cost") or {}
+    for name, (section, unit) in LEDGER_METRICS.items():
+        _put(metrics, name, (ledger.get(section) or {}).get(unit))
+    per_1m = _ledger_value(ledger, "usd_per_1m_output_tokens")
+    _put(metrics, "cost/usd_per_1m_output_tokens", per_1m)
+    per_correct = (ledger.get("per_correct_answer") or {}).get("usd")
+    _put(metrics, "cost/usd_per_correct_answer", per_correct)
+    total = (ledger.get("traffic") or {}).get("total") or {}
+    _put(metrics, "cost/traffic_total_usd", total.get("usd"))
+    _put(metrics, "co2/traffic_total_kg", total.get("co2_kg"))
+    costing = results.get("costing") or {}
+    judge_cost = (costing.get("evaluation") or {}).get(arm)
+    if judge_cost:
+        _put(metrics, "cost/judge_usd", judge_cost["cost"]["usd"])
+    for key, value in (figures.get("judge") or {}).items():
+        _put(metrics, f"judge/{key}", value)
+    qoe = (costing.get("qoe") or {}).get(arm) or {}
+    for key in QOE_METRICS:
+        _put(metrics, f"qoe/{key.removeprefix('qoe_')}", qoe.get(key))
     return metrics
 
 
-def _numeric_leaves(tree: Any, prefix: str) -> dict[str, float]:
-    if isinstance(tree, dict):
-        out: dict[str, float] = {}
-        for key, value in tree.items():
-            if key != "unknown":
-                out.update(_numeric_leaves(value, f"{prefix}/{key}"))
-        return out
-    if isinstance(tree, int | float) and not isinstance(tree, bool):
-        return {prefix: float(tree)}
-    return {}
+def _ledger_value(ledger: dict[str, Any], key: str) -> Any:
+    """A ledger figure kept at its top level or under ``self_hosted``."""
+    if key in ledger:
+        return ledger[key]
+    return (ledger.get("self_hosted") or {}).get(key)
 
 
-def _cost_metrics(arm: str, ledger: dict[str, Any] | None) -> dict[str, float]:
-    """The arm's ledger headline: one-time and per-1k-queries totals, USD per 1M output tokens,
-    per correct answer and over the configured traffic. Unknown values are not logged."""
-    if not ledger:
-        return {}
-    units = ("usd", "co2_kg", "co2_operational_kg", "energy_kwh", "xpu_hours")
-    one_time, per_1k = ledger.get("one_time_total", {}), ledger.get("per_1k_queries", {})
-    traffic = (ledger.get("traffic") or {}).get("total", {})
-    picked = {
-        **{f"one_time_{u}": one_time.get(u) for u in units},
-        **{f"{u}_per_1k_queries": per_1k.get(u) for u in units},
-        "usd_per_1m_output_tokens": (ledger.get("self_hosted") or {}).get(
-            "usd_per_1m_output_tokens"
-        ),
-        "usd_per_correct_answer": (ledger.get("per_correct_answer") or {}).get("usd"),
-        "traffic_total_usd": traffic.get("usd"),
-        "traffic_total_co2_kg": traffic.get("co2_kg"),
-    }
-    return _numeric_leaves(picked, f"cost/{arm}")
-
-
-def cost_report_metrics(report: dict[str, Any] | None) -> dict[str, float]:
-    """The cost report's headline numbers beside the arms' ledgers: ``qoe/<arm>/qoe_score``,
-    ``break_even/<metric>/<a>_vs_<b>_queries``. Unknown values are simply not logged."""
-    if not report:
-        return {}
+def job_run_metrics(results: dict[str, Any]) -> dict[str, float]:
+    """The job run's own metrics: what compares arms (paired tests, break-even) and what the arms
+    share (corpus, training)."""
     metrics: dict[str, float] = {}
-    for arm, qoe in report["qoe"].items():
-        metrics.update(_numeric_leaves(qoe, f"qoe/{arm}"))
-    for metric, rows in report["break_even"].items():
-        for row in rows:
-            if row.get("break_even_queries") is not None:
-                a, b = row["arms"]
-                metrics[f"break_even/{metric}/{a}_vs_{b}_queries"] = row["break_even_queries"]
-    metrics.update(tokenomics_metrics(report.get("self_hosted_vs_api")))
+    corpus = results["stages"]["corpus"]
+    for key in ("documents", "train_questions", "eval_questions"):
+        _put(metrics, f"corpus/{key}", corpus.get(key))
+    if "leakage" in corpus:
+        _put(metrics, "corpus/leakage_overlap", corpus["leakage"].get("overlap_count"))
+    if "ingest" in corpus:
+        ingest = corpus["ingest"]
+        metrics["corpus/skipped_files"] = float(len(ingest.get("skipped", [])))
+        for key in ("characters", "words", "tokens"):
+            _put(metrics, f"corpus/{key}", ingest.get(key))
+    for pair, result in (results.get("comparisons") or {}).get("pairs", {}).items():
+        for key in COMPARISON_METRICS:
+            _put(metrics, f"compare/{pair}/{key}", result.get(key))
+        metrics[f"compare/{pair}/significant"] = float(bool(result.get("significant")))
+        _put(
+            metrics,
+            f"compare/{pair}/minimum_detectable_difference",
+            result.get("minimum_detectable_difference"),
+        )
+    for key in ("lost_to_retrieval_points", "lost_to_reader_points"):
+        _put(metrics, f"diagnosis/{key}", (results.get("diagnosis") or {}).get(key))
+    # self-hosted versus API, per arm and API model (the report's table and plot read them)
+    metrics.update(tokenomics_metrics((results.get("costing") or {}).get("self_hosted_vs_api")))
+    # one break-even per pair, in USD: the CO2 and energy crossings are the same query count
+    # whenever both arms run on the same hardware (results.json keeps all three)
+    for row in ((results.get("costing") or {}).get("break_even") or {}).get("usd", []):
+        if row.get("break_even_queries") is not None:
+            a, b = row["arms"]
+            metrics[f"break_even/{a}_vs_{b}_queries"] = float(row["break_even_queries"])
+    finetune = results["stages"].get("finetune") or {}
+    for key, value in finetune.items():
+        _put(metrics, f"train/{key}", value)
+    _put(metrics, "run/duration_s", results.get("duration_s"))
     return metrics
 
 
@@ -357,24 +387,46 @@ def tokenomics_metrics(section: dict[str, Any] | None) -> dict[str, float]:
     return metrics
 
 
+def reuse_state(results: dict[str, Any]) -> str:
+    """'all' when every answer came from an earlier run's journal, 'some', or 'none'."""
+    arms = results["arms"].values()
+    reused = sum(int(figures.get("reused_answers") or 0) for figures in arms)
+    asked = sum(int(figures["accuracy"].get("questions") or 0) for figures in arms)
+    return "all" if asked and reused == asked else "some" if reused else "none"
+
+
 def mirror_to_tracker(
     tracker: Tracker, results: dict[str, Any], output_dir: Path, resolved_config_path: Path
 ) -> None:
-    tracker.set_tags(run_tags(results))  # the params were logged when the run started
-    tracker.log_metrics(arm_metrics(results))
+    """The job run gets the comparisons, the summary as its description, results.json and the
+    other artifacts; each arm gets a nested run with the curated metrics."""
+    from evaluate.records.summary import arm_table_markdown, bottom_line
+
+    reused = reuse_state(results)
     pairs = results.get("comparisons", {}).get("pairs", {})
-    tracker.set_tags({f"compare/{pair}/verdict": r["verdict"] for pair, r in pairs.items()})
+    verdicts = {f"compare/{pair}/verdict": r["verdict"] for pair, r in pairs.items()}
+    tracker.set_tags({**run_tags(results), **verdicts, REUSED_TAG: reused})
     if results.get("diagnosis"):
         tracker.set_tags({"diagnosis": results["diagnosis"]["sentence"]})
+    tracker.log_metrics(job_run_metrics(results))
+    arms = {arm: arm_run_metrics(results, arm) for arm in results["arms"]}
+    note = [
+        f"**{results['experiment']}**: {len(arms)} arms on "
+        f"{results['stages']['corpus']['eval_questions']} held-out questions.",
+        "",
+    ]
+    if reused == "all":
+        note += [
+            "**Reused:** every answer (and its timings) comes from an earlier run of the same "
+            "command; these figures repeat that run's, they are not a new measurement.",
+            "",
+        ]
+    note += [arm_table_markdown(arms), ""]
+    note += [f"- {line}" for line in bottom_line(arms, job_run_metrics(results))]
+    note += ["", *(f"- {r['verdict']}" for r in pairs.values())]
+    tracker.set_description("\n".join(note))
     finetune = results["stages"].get("finetune")
     if finetune:
-        tracker.log_metrics(
-            {
-                f"train/{k}": v
-                for k, v in finetune.items()
-                if isinstance(v, int | float) and not isinstance(v, bool)
-            }
-        )
         for name, curve in (
             ("loss", "loss_curve"),
             ("eval_loss", "eval_loss_curve"),
@@ -399,6 +451,10 @@ def mirror_to_tracker(
     adapter_dir = (finetune or {}).get("adapter_dir")
     if adapter_dir and Path(adapter_dir).is_dir():
         tracker.log_artifact(Path(adapter_dir), "adapter")
+    for arm, metrics in arms.items():
+        child = tracker.start_child(arm, {ARM_TAG: arm, REUSED_TAG: reused})
+        child.log_metrics(metrics)
+        child.finish(ok=True)
 
 
 def flat_prediction(row: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from evaluate.arms.answering import TooManyFailuresError, run_arm
 from evaluate.backends.base import ContextOverflowError
 from evaluate.backends.openai import EndpointError, EndpointGenerator
 from evaluate.backends.transformers import ChatGenerator
-from evaluate.records.results import arm_metrics, evaluation_summary, latency_table
+from evaluate.records.results import arm_run_metrics, evaluation_summary, latency_table
 from evaluate.scoring.metrics import percentile
 from rag.core.types import QAPair
 from tests.helpers.fake_openai import FakeOpenAIHandler, serving
@@ -119,9 +119,9 @@ def test_failures_reach_results_metrics():
         "arms": {"rag": figures},
         "stages": {"corpus": {"documents": 1, "train_questions": 1, "eval_questions": 4}},
     }
-    metrics = arm_metrics(results)
-    assert metrics["rag/failures"] == 2.0
-    assert metrics["rag/reused_answers"] == 1.0
+    metrics = arm_run_metrics(results, "rag")
+    assert metrics["eval/failures"] == 2.0
+    assert metrics["eval/reused_answers"] == 1.0
 
 
 def test_too_many_failures_stop_the_arm_with_one_line(server):

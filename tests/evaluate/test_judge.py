@@ -131,7 +131,7 @@ def _config(model_cache, *overrides: str):
 def test_tiny_in_process_judge_tokens_reach_the_evaluation_cost_line(model_cache, tiny_model_dir):
     from evaluate.arms.judge import load_judge, run_judge
     from evaluate.pipeline.costs import evaluation_costs
-    from evaluate.records.results import arm_metrics
+    from evaluate.records.results import arm_run_metrics
 
     config = _config(model_cache, "eval.judge.enabled=true")
     assert config.eval.judge.model == "tiny-random-llama"  # defaults to the generator
@@ -157,7 +157,7 @@ def test_tiny_in_process_judge_tokens_reach_the_evaluation_cost_line(model_cache
     )
     assert line["judge_wall_s"] == pytest.approx(usage["wall_s"])
     assert line["cost"]["usd"] > 0 and line["cost"]["seconds"] == pytest.approx(usage["wall_s"])
-    # the cost line is logged as cost/<arm>/judge_usd
+    # the cost line is logged as cost/judge_usd on the arm's run
     figures = {
         "accuracy": {},
         "latency": {},
@@ -174,9 +174,9 @@ def test_tiny_in_process_judge_tokens_reach_the_evaluation_cost_line(model_cache
         "costing": {"arms": {}, "qoe": {}, "break_even": {}, "evaluation": lines},
         "stages": {"corpus": {"documents": 1, "train_questions": 1, "eval_questions": 2}},
     }
-    metrics = arm_metrics(results)
-    assert metrics["cost/closed_book/judge_usd"] == line["cost"]["usd"]
-    assert metrics["judge/closed_book/input_tokens"] == expected_in
+    metrics = arm_run_metrics(results, "closed_book")
+    assert metrics["cost/judge_usd"] == line["cost"]["usd"]
+    assert metrics["judge/input_tokens"] == expected_in
 
 
 def test_judge_is_off_by_default(model_cache):

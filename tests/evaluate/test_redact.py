@@ -273,7 +273,8 @@ def test_a_planted_key_never_reaches_the_store_artifacts_or_outputs(tmp_path):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    (run,) = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
+    experiment_id = client.get_experiment_by_name("smoke").experiment_id
+    (run,) = client.search_runs([experiment_id], filter_string="tags.kind = 'job'")
     assert run.data.tags["api_key"] == REDACTED and run.data.tags["team"] == "nlp"
     assert run.data.params["tracking.tags.api_key"] == REDACTED
 

@@ -98,7 +98,7 @@ def test_identical_rerun_reuses_index_and_adapter(smoke_runs):
     assert answers == [(p["arm"], p["qa_id"], p["prediction"]) for p in r2["predictions"]]
 
 
-def test_mlflow_has_the_run_with_metrics_params_and_artifacts(smoke_runs):
+def test_mlflow_has_a_job_run_with_one_nested_run_per_arm(smoke_runs):
     from mlflow.tracking import MlflowClient
 
     cwd, *_ = smoke_runs
@@ -106,30 +106,108 @@ def test_mlflow_has_the_run_with_metrics_params_and_artifacts(smoke_runs):
     client = MlflowClient(tracking_uri=f"sqlite:///{cwd / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("smoke")
     runs = client.search_runs([experiment.experiment_id])
-    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    jobs = [r for r in runs if r.data.tags["kind"] == "job"]
+    assert len(jobs) == 2 and all(r.info.status == "FINISHED" for r in runs)
     run = client.get_run(results["mlflow_run_id"])
-    metrics = run.data.metrics
-    for arm in ARMS:
-        assert metrics[f"{arm}/exact_match"] == pytest.approx(
+    arms = {
+        r.data.tags["arm"]: r
+        for r in runs
+        if r.data.tags.get("mlflow.parentRunId") == run.info.run_id
+    }
+    assert sorted(arms) == sorted(ARMS) and all(r.data.tags["kind"] == "arm" for r in arms.values())
+    names = {arm: set(r.data.metrics) for arm, r in arms.items()}
+    for arm, r in arms.items():
+        metrics = r.data.metrics
+        print(f"{arm}: {len(metrics)} metrics")  # the count per arm run, shown with -s
+        assert len(metrics) <= 60
+        assert metrics["accuracy/exact_match"] == pytest.approx(
             results["arms"][arm]["accuracy"]["exact_match"]
         )
-        assert metrics[f"latency/{arm}/ttft_p50_s"] == pytest.approx(
+        assert metrics["latency/ttft_p50_s"] == pytest.approx(
             results["arms"][arm]["latency"]["ttft_p50_s"]
         )
-        assert f"cost/{arm}/usd_per_1k_queries" in metrics
-        assert (
-            metrics[f"{arm}/batched_differ"]
-            == (results["arms"][arm]["batched_vs_batch1"]["differ"])
+        assert metrics["cost/usd_per_1k_queries"] == pytest.approx(
+            results["arms"][arm]["cost"]["per_1k_queries"]["usd"]
         )
-    assert "compare/closed_book_vs_rag/p_value" in metrics
+        assert metrics["co2/operational_kg_per_1k_queries"] == pytest.approx(
+            results["arms"][arm]["cost"]["per_1k_queries"]["co2_operational_kg"]
+        )
+        assert "qoe/score" in metrics
+        assert metrics["eval/batched_differ"] == results["arms"][arm]["batched_vs_batch1"]["differ"]
+
+    # every arm has the same names; arms that retrieve add the retrieval figures
+    # (and carbon totals with embodied carbon are logged only where known: here only the zero
+    # one-time total of closed_book, which has no one-time work)
+    def shared(metric_names):
+        return {m for m in metric_names if "retrieval" not in m and m != "co2/one_time_kg"}
+
+    assert all(shared(n) == shared(names["closed_book"]) for n in names.values())
+    assert "retrieval/recall_at_k" in names["rag"] and "latency/retrieval_p50_s" in names["rag"]
+    assert "compare/closed_book_vs_rag/p_value" in run.data.metrics
+    assert not any(k.startswith(("rag/", "cost/", "latency/")) for k in run.data.metrics)
     assert run.data.tags["compare/closed_book_vs_rag/verdict"]
-    assert "cost/finetune/one_time_usd" in metrics
+    assert arms["finetune"].data.metrics["cost/one_time_usd"] > 0  # training
+    description = run.data.tags["mlflow.note.content"]
+    assert "| arm | contains (95% CI)" in description and "Most accurate" in description
     assert run.data.params["retriever.top_k"] == "3"
     assert run.data.params["generator.model"] == "tiny-random-llama"
     history = client.get_metric_history(run.info.run_id, "train/loss")
     assert [m.step for m in history] == [1, 2, 3, 4]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"results.json", "resolved_config.yaml", "predictions.json", "adapter"} <= artifacts
+    # the view the UI opens with: arm runs, key metric columns
+    assert "accuracy/contains" in experiment.tags["mlflow.sharedViewState.ragtune"]
+
+
+def test_a_rerun_that_reuses_every_answer_says_so(smoke_runs):
+    from mlflow.tracking import MlflowClient
+
+    cwd, *_ = smoke_runs
+    second = json.loads((cwd / "outputs/smoke/second/results.json").read_text())
+    client = MlflowClient(tracking_uri=f"sqlite:///{cwd / 'mlflow.db'}")
+    run = client.get_run(second["mlflow_run_id"])
+    reused = sum(figures["reused_answers"] for figures in second["arms"].values())
+    expected = "all" if reused == 4 * 6 else "some" if reused else "none"
+    assert run.data.tags["reused_answers"] == expected
+    assert ("**Reused:**" in run.data.tags["mlflow.note.content"]) == (expected == "all")
+
+
+def test_console_ends_with_the_summary_and_the_next_commands(smoke_runs):
+    *_, second = smoke_runs
+    out = second.stdout
+    summary = out[out.index("Summary of smoke (4 arms):") :].splitlines()
+    assert summary[1].split()[:2] == ["arm", "contains"]
+    assert "USD / 1k queries" in summary[1] and "kg CO2e / 1k queries" in summary[1]
+    assert "–" not in "".join(summary[3:7])  # every figure known for the smoke arms
+    assert [line.split()[0] for line in summary[3:7]] == ARMS
+    assert "make ui" in out and "ragtune-report --experiment smoke" in out
+    assert "workflowType=machine_learning&viewStateShareKey=ragtune" in out
+    log = second.stdout + second.stderr
+    assert "FutureWarning" not in log or "py.warnings" in log  # warnings go through logging
+    assert log.count("reusing cached adapter") == 1
+
+
+def test_a_copied_store_folder_still_finds_every_artifact(smoke_runs, tmp_path, monkeypatch):
+    import shutil
+
+    from mlflow.tracking import MlflowClient
+
+    cwd, *_ = smoke_runs
+    copy = tmp_path / "moved"
+    copy.mkdir()
+    shutil.copy(cwd / "mlflow.db", copy / "mlflow.db")
+    shutil.copytree(cwd / "mlartifacts", copy / "mlartifacts")
+    monkeypatch.chdir(copy)  # `mlflow ui` and ragtune-report run in the store's folder
+    client = MlflowClient(tracking_uri="sqlite:///mlflow.db")
+    experiment = client.get_experiment_by_name("smoke")
+    assert experiment.artifact_location == "mlartifacts/smoke"
+    results = json.loads((cwd / "outputs/smoke/first/results.json").read_text())
+    run = client.get_run(results["mlflow_run_id"])
+    assert str(cwd) not in run.info.artifact_uri
+    local = client.download_artifacts(run.info.run_id, "results.json", str(tmp_path))
+    assert Path(local).resolve().is_relative_to(tmp_path.resolve())
+    assert json.loads(Path(local).read_text())["mlflow_run_id"] == run.info.run_id
+    assert not Path(run.info.artifact_uri).is_absolute()  # resolved in the folder it is opened
 
 
 def test_a_failing_arm_marks_the_run_failed_and_writes_no_results(tmp_path, tiny_model_dir):
@@ -149,7 +227,7 @@ def test_a_failing_arm_marks_the_run_failed_and_writes_no_results(tmp_path, tiny
     assert not (tmp_path / "outputs/smoke/failed/results.json").exists()
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
-    assert [r.info.status for r in runs] == ["FAILED"]
+    assert [r.info.status for r in runs] == ["FAILED"]  # no arm runs: no arm was measured
     assert runs[0].data.tags["error"]
 
 
@@ -174,17 +252,25 @@ def test_report_reads_runs_back_and_attaches_tables_and_plots(smoke_runs, tmp_pa
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs(
         [client.get_experiment_by_name("smoke").experiment_id],
+        filter_string="tags.kind = 'job'",
         order_by=["attributes.start_time DESC"],
     )
     latest = runs[0]
     for arm in ARMS:
-        value = latest.data.metrics[f"{arm}/contains"]
+        (arm_run,) = client.search_runs(
+            [latest.info.experiment_id],
+            filter_string=f"tags.arm = '{arm}' and tags.mlflow.parentRunId = "
+            f"'{latest.info.run_id}'",
+        )
+        value = arm_run.data.metrics["accuracy/contains"]
         assert f"| {arm} | {value:.3f}" in markdown  # the table shows the logged number
-    assert "<table>" in (out / "report.html").read_text()
+    assert "## Bottom line" in markdown and "Most accurate" in markdown
+    page = (out / "report.html").read_text()
+    assert "<table>" in page and 'src="data:image/png;base64,' in page
     for name in ("pareto_usd.png", "pareto_co2.png", "latency_breakdown.png", "break_even.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     attached = {a.path for a in client.list_artifacts(latest.info.run_id, "report")}
-    assert "report/report.md" in attached and "report/pareto_usd.png" in attached
+    assert "report/report.html" in attached and "report/pareto_usd.png" in attached
 
 
 def test_report_on_unknown_experiment_is_a_clear_error(smoke_runs, capsys):
@@ -222,6 +308,10 @@ def test_a_sweep_is_one_parent_run_with_a_child_per_job(tmp_path):
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent_id]
     assert sorted(r.data.params["generator.max_new_tokens"] for r in children) == ["3", "5"]
     assert all(r.info.status == "FINISHED" for r in children)
+    # sweep -> jobs -> arms
+    for job in children:
+        (arm,) = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == job.info.run_id]
+        assert arm.data.tags["arm"] == "closed_book" and "accuracy/contains" in arm.data.metrics
     out = tmp_path / "report"
     assert report_main(["--parent", parent_id, "--tracking-uri", uri, "--out", str(out)]) == 0
     assert (out / "sweep_generator_max_new_tokens.png").is_file()

@@ -119,7 +119,7 @@ def test_a_run_logged_through_a_tracking_server_is_readable_over_http(
     (run,) = fetch_runs(uri, experiment="smoke")  # read back through the REST API
     assert run.run_id == results["mlflow_run_id"] and run.status == "FINISHED"
     contains = results["arms"]["closed_book"]["accuracy"]["contains"]
-    assert run.metrics["closed_book/contains"] == pytest.approx(contains)
+    assert run.arms["closed_book"].metrics["accuracy/contains"] == pytest.approx(contains)
     assert run.params["tracking.uri"] == uri
 
     listing = http_json(f"{uri}/api/2.0/mlflow/artifacts/list?run_id={run.run_id}")

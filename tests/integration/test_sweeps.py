@@ -84,6 +84,7 @@ def test_optuna_trials_run_in_parallel_on_joblib_as_one_parent_with_two_children
     parents = [r for r in runs if r.data.tags.get("kind") == "sweep"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert all(r.data.tags["kind"] == "job" for r in children)
     assert len(children) == 2 and all(r.info.status == "FINISHED" for r in children)
     assert {r.data.params["generator.max_new_tokens"] for r in children} <= {"3", "5"}
     starts = [r.info.start_time for r in children]
@@ -142,7 +143,9 @@ def test_a_failing_job_fails_the_parent_and_the_sweep_file_holds_no_secret(tmp_p
     (parent,) = [r for r in runs if r.data.tags.get("kind") == "sweep"]
     assert parent.info.status == "FAILED"
     children = {
-        r.data.params["retriever.index_factory"]: r.info.status for r in runs if r != parent
+        r.data.params["retriever.index_factory"]: r.info.status
+        for r in runs
+        if r.data.tags["kind"] == "job"
     }
     assert children == {"Flat": "FINISHED", "IVF4096,Flat": "FAILED"}
     (multirun,) = (tmp_path / "multirun").rglob("multirun.yaml")
