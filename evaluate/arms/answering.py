@@ -23,7 +23,7 @@ from evaluate.backends.transformers import ChatGenerator
 from evaluate.scoring.metrics import contains_answer, exact_match, rouge_l, token_f1
 from evaluate.scoring.retrieval import retrieval_scores
 from rag.core.errors import UserError
-from rag.core.prompts import closed_book_messages
+from rag.core.prompts import DEFAULT_STYLE, PromptStyle, closed_book_messages
 from rag.core.types import QAPair
 from rag.retrieval.context import build_context
 from rag.retrieval.retriever import Retriever
@@ -102,16 +102,17 @@ class Prediction:
 class ContextSettings:
     budget_tokens: int | None = None  # cap on context tokens; None: every retrieved chunk
     ordering: str = "best_first"
+    style: PromptStyle = DEFAULT_STYLE  # instruction and few-shot examples (every arm)
 
 
 def messages_for(qa: QAPair, retrieval, generator=None, context: ContextSettings | None = None):
     """The arm's chat messages and the built context (None for closed-book arms)."""
-    if retrieval is None:
-        return closed_book_messages(qa.question), None
     context = context or ContextSettings()
+    if retrieval is None:
+        return closed_book_messages(qa.question, context.style), None
     tokenizer = getattr(generator, "tokenizer", None) if context.budget_tokens else None
     built = build_context(
-        qa.question, retrieval, tokenizer, context.budget_tokens, context.ordering
+        qa.question, retrieval, tokenizer, context.budget_tokens, context.ordering, context.style
     )
     return built.messages, built
 

@@ -16,6 +16,7 @@ from evaluate.arms.registry import arm as arm_spec
 from evaluate.backends.registry import is_remote, make_generator
 from evaluate.config.schema import Config
 from evaluate.scoring.metrics import semantic_similarity
+from rag.core.prompts import DEFAULT_STYLE, PromptStyle
 from rag.core.types import QAPair
 from rag.retrieval.retriever import Retriever
 
@@ -64,13 +65,18 @@ def tuned_generator(config: Config, model_path: str, adapter_dir: str):
     )
 
 
-def context_settings(config: Config) -> ContextSettings:
+def context_settings(config: Config, style: PromptStyle = DEFAULT_STYLE) -> ContextSettings:
     r = config.retriever
-    return ContextSettings(budget_tokens=r.context_budget_tokens, ordering=r.ordering)
+    return ContextSettings(budget_tokens=r.context_budget_tokens, ordering=r.ordering, style=style)
 
 
 def measure_throughput_for(
-    arm: str, generator, questions: list[QAPair], retriever: Retriever | None, config: Config
+    arm: str,
+    generator,
+    questions: list[QAPair],
+    retriever: Retriever | None,
+    config: Config,
+    context: ContextSettings,
 ) -> dict[str, float] | None:
     """Batched generation tokens/s on the arm's own prompts (retrieval excluded)."""
     from evaluate.arms.throughput import measure_throughput
@@ -85,7 +91,7 @@ def measure_throughput_for(
             qa,
             retriever.retrieve(qa.question) if retriever else None,
             generator,
-            context_settings(config),
+            context,
         )[0]
         for qa in subset
     ]
@@ -113,10 +119,13 @@ def run_all_arms(
     model_path: str | None,
     adapter_dir: str | None,
     oracle=None,
+    style: PromptStyle = DEFAULT_STYLE,
 ) -> tuple[dict[str, list[Prediction]], dict[str, Any]]:
     """Answer the questions with every configured arm; returns predictions and throughput.
-    ``oracle`` (a ``rag.retrieval.oracle.OracleRetriever``) serves the oracle-context arm."""
+    ``oracle`` (a ``rag.retrieval.oracle.OracleRetriever``) serves the oracle-context arm;
+    ``style`` is the prompt's instruction and few-shot examples."""
     arms = list(config.eval.arms)
+    context = context_settings(config, style)
     predictions: dict[str, list[Prediction]] = {}
     throughput: dict[str, Any] = {}
     groups = [
@@ -135,7 +144,9 @@ def run_all_arms(
                 arm_retriever = retriever if arm_spec(arm).retrieves else None
                 if arm_spec(arm).oracle:
                     arm_retriever = oracle
-                journal = answer_journal(config, arm, arm_retriever, model_path, adapter_dir)
+                journal = answer_journal(
+                    config, arm, arm_retriever, model_path, adapter_dir, context
+                )
                 predictions[arm] = run_arm(
                     arm,
                     questions,
@@ -143,14 +154,16 @@ def run_all_arms(
                     arm_retriever,
                     config.eval.warmup_requests,
                     config.eval.progress,
-                    context_settings(config),
+                    context,
                     config.eval.max_failure_rate,
                     journal,
                     config.eval.answer_batch_size,
                     config.eval.latency_questions,
                 )
                 throughput[arm] = (
-                    journaled_throughput(arm, generator, questions, arm_retriever, config, journal)
+                    journaled_throughput(
+                        arm, generator, questions, arm_retriever, config, journal, context
+                    )
                     if config.eval.throughput_batch_size
                     else None
                 )
@@ -168,6 +181,7 @@ def journaled_throughput(
     retriever: Retriever | None,
     config: Config,
     journal: AnswerJournal,
+    context: ContextSettings,
 ) -> dict[str, float] | None:
     """The arm's batched throughput, kept beside its answer journal: an identical re-run
     (``eval.reuse_answers``) reuses the measurement instead of loading the model for it."""
@@ -185,7 +199,7 @@ def journaled_throughput(
         else:
             logger.info("arm %-12s reusing the batched throughput measured before", arm)
             return cached
-    result = measure_throughput_for(arm, generator.get(), questions, retriever, config)
+    result = measure_throughput_for(arm, generator.get(), questions, retriever, config, context)
     if result is not None:
         atomic_write_text(path, json.dumps(result))
     return result
@@ -217,8 +231,10 @@ def answer_identity(
     retriever: Retriever | None,
     model_path: str | None,
     adapter_dir: str | None,
+    context: ContextSettings | None = None,
 ) -> dict[str, Any]:
     """Everything that determines an arm's answer to a question, except the question."""
+    context = context or context_settings(config)
     from rag.core.cache import model_fingerprint
 
     g = config.generator
@@ -246,6 +262,8 @@ def answer_identity(
         "context_window": g.context_window,
         "prompt": _prompt_fingerprint(),
     }
+    if context.style != DEFAULT_STYLE:  # the default prompt keeps the keys journals had
+        identity["prompt_style"] = asdict(context.style)
     if retriever is not None:
         info = retriever.stage_info()
         identity["retriever"] = {
@@ -253,7 +271,7 @@ def answer_identity(
             for k, v in info.items()
             if not k.endswith("_s") and "reused" not in k and k != "path"
         }
-        identity["context"] = asdict(context_settings(config))
+        identity["context"] = {k: v for k, v in asdict(context).items() if k != "style"}
     return identity
 
 
@@ -274,8 +292,9 @@ def answer_journal(
     retriever: Retriever | None,
     model_path: str | None,
     adapter_dir: str | None,
+    context: ContextSettings | None = None,
 ) -> AnswerJournal:
-    identity = answer_identity(config, arm, retriever, model_path, adapter_dir)
+    identity = answer_identity(config, arm, retriever, model_path, adapter_dir, context)
     path = journal_path(Path(config.paths.cache_dir).expanduser(), identity)
     return AnswerJournal(path, read=config.eval.reuse_answers)
 

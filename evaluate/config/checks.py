@@ -274,6 +274,13 @@ def _validate_corpus(cfg: Config) -> None:
 
 
 def _validate_eval(e: EvalConfig) -> None:
+    _check(e.few_shot >= 0, "eval.few_shot", e.few_shot, ">= 0")
+    _check(
+        e.instruction is None or bool(str(e.instruction).strip()),
+        "eval.instruction",
+        e.instruction,
+        "null (the built-in instruction) or a non-empty text",
+    )
     _check(e.bootstrap_resamples >= 1, "eval.bootstrap_resamples", e.bootstrap_resamples, ">= 1")
     _check(0 < e.alpha < 1, "eval.alpha", e.alpha, "in (0, 1)")
     _check(

@@ -135,6 +135,8 @@ class EvalConfig:
     throughput_questions: int = 8  # how many questions the throughput measurement answers
     max_failure_rate: float = 0.2  # share of failed questions above which an arm stops
     reuse_answers: bool = True  # answers journaled in the cache are reused, not regenerated
+    few_shot: int = 0  # worked examples (training questions + answers) before each question
+    instruction: str | None = None  # the prompt's instruction; null: rag.core.prompts
     judge: JudgeConfig = field(default_factory=JudgeConfig)
 
 

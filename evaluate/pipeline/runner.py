@@ -39,6 +39,7 @@ from evaluate.records.results import (
 from evaluate.records.tracking import NullTracker, TrackingUnavailable, flatten, make_tracker
 from evaluate.scoring.diagnosis import decompose
 from rag.core.cache import atomic_write_text, model_fingerprint
+from rag.core.prompts import DEFAULT_STYLE, PromptStyle
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +171,7 @@ def answer(config: Config, stages: Stages) -> tuple[dict[str, list[Prediction]],
             stages.model.path,
             adapter.result.adapter_dir if adapter else None,
             oracle_retriever(config, stages),
+            prompt_style(config, stages.corpus),
         )
     e = config.eval
     if e.semantic_similarity:
@@ -201,6 +203,23 @@ def answer(config: Config, stages: Stages) -> tuple[dict[str, list[Prediction]],
                 cap,
             )
     return predictions, throughput
+
+
+def prompt_style(config: Config, corpus: CorpusStage) -> PromptStyle:
+    """The instruction and ``eval.few_shot`` worked examples, drawn from the training questions
+    (never the evaluation ones), spread over fact groups, the same in every run."""
+    from rag.qa.sets import sample_questions
+
+    e = config.eval
+    chosen = sample_questions(corpus.train_qa, e.few_shot, e.seed) if e.few_shot else []
+    if len(chosen) < e.few_shot:
+        logger.warning(
+            "eval.few_shot=%d but only %d training questions exist", e.few_shot, len(chosen)
+        )
+    return PromptStyle(
+        instruction=e.instruction or DEFAULT_STYLE.instruction,
+        shots=tuple((qa.question, qa.answers[0]) for qa in chosen),
+    )
 
 
 def oracle_retriever(config: Config, stages: Stages):

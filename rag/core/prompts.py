@@ -8,17 +8,41 @@ from __future__ import annotations
 
 import string
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 # Short on purpose: it is part of every training example, so each token of it costs training
 # time, and the small default model follows a terse instruction as well as a long one.
 SYSTEM_PROMPT = "Answer with a few words only, no full sentence."
 
 
-def closed_book_messages(question: str) -> list[dict[str, str]]:
-    return [
-        {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": question},
-    ]
+@dataclass(frozen=True)
+class PromptStyle:
+    """The instruction every arm's prompt starts with, and worked examples after it.
+
+    ``shots`` are (question, answer) pairs from the training questions, shown as earlier user and
+    assistant turns so a small model sees how short an answer should be (few-shot prompting,
+    Brown et al. 2020, arXiv 2005.14165). The default has none: it is the prompt the fine-tuned
+    arms are trained on.
+    """
+
+    instruction: str = SYSTEM_PROMPT
+    shots: tuple[tuple[str, str], ...] = ()
+
+    def head(self) -> list[dict[str, str]]:
+        turns = [{"role": "system", "content": self.instruction}]
+        for question, answer in self.shots:
+            turns += [
+                {"role": "user", "content": question},
+                {"role": "assistant", "content": answer},
+            ]
+        return turns
+
+
+DEFAULT_STYLE = PromptStyle()
+
+
+def closed_book_messages(question: str, style: PromptStyle = DEFAULT_STYLE) -> list[dict[str, str]]:
+    return [*style.head(), {"role": "user", "content": question}]
 
 
 def context_block(passages: Sequence[str], labels: Sequence[str] | None = None) -> str:
@@ -33,16 +57,16 @@ def context_block(passages: Sequence[str], labels: Sequence[str] | None = None) 
 
 
 def rag_messages(
-    question: str, passages: Sequence[str], labels: Sequence[str] | None = None
+    question: str,
+    passages: Sequence[str],
+    labels: Sequence[str] | None = None,
+    style: PromptStyle = DEFAULT_STYLE,
 ) -> list[dict[str, str]]:
     """Messages with retrieved passages placed before the question, each cited by its label
     (a chunk id such as ``person-003#0`` when given, else its position)."""
     context = context_block(passages, labels)
     user = f"Context:\n{context}\n\nUsing the context, answer briefly.\nQuestion: {question}"
-    return [
-        {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": user},
-    ]
+    return [*style.head(), {"role": "user", "content": user}]
 
 
 class PromptTemplateError(ValueError):

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rag.core.prompts import context_block, rag_messages
+from rag.core.prompts import DEFAULT_STYLE, PromptStyle, context_block, rag_messages
 from rag.core.types import Chunk
 
 logger = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ def build_context(
     tokenizer=None,
     budget_tokens: int | None = None,
     ordering: str = "best_first",
+    style: PromptStyle = DEFAULT_STYLE,
 ) -> Context:
     """Messages for ``question`` with the chunks of ``retrieval`` (a ``Retrieval`` or a list of
     chunks, best first) that fit ``budget_tokens`` (None: no limit)."""
@@ -104,7 +105,7 @@ def build_context(
     chosen = order_by_rank(ranked[:kept], ordering)
     texts = [truncated_text if c.chunk_id == truncated_id else c.text for c in chosen]
     labels = [c.chunk_id for c in chosen]
-    messages = rag_messages(question, texts, labels)
+    messages = rag_messages(question, texts, labels, style)
     tokens = count_tokens(tokenizer, context_block(texts, labels)) if tokenizer else -1
     return Context(
         messages=messages,
