@@ -6,8 +6,10 @@ bad value fails within a second or two with the key named.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import secrets
 import sys
 import warnings
 from pathlib import Path
@@ -28,6 +30,10 @@ logger = logging.getLogger("ragtune")
 
 ConfigStore.instance().store(name="config_schema", node=Config)
 register_resolvers()  # ${package_data:...} in presets that point at shipped data
+# Run folders are named by the second the run started plus this suffix, drawn once per process
+# (conf/config.yaml hydra.run.dir): two runs started in the same second must not share a folder.
+RUN_SUFFIX = secrets.token_hex(3)
+OmegaConf.register_new_resolver("run_suffix", lambda: RUN_SUFFIX, replace=True)
 # conf/hydra/launcher/*.yaml give ragtune's values under the launcher plugins' own names
 # (hydra/launcher=joblib); Hydra validates them against the plugins' schemas of the same name and
 # warns that this matching is deprecated. Each file lists every key, so it composes without it.
@@ -161,9 +167,86 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return (UserError, CostingConfigError)
 
 
+# Hydra's detail lines, and its "+key=value to append" advice, which a schema refuses anyway.
+HYDRA_DETAIL_LINES = (
+    "full_key:",
+    "object_type=",
+    "reference_type=",
+    "To append to your config",
+    "Config search path",
+    "provider=",
+)
+
+
+# The disk refused a write: permissions, read-only file system, full disk or quota, a file-size
+# limit (RLIMIT_FSIZE; Python ignores SIGXFSZ, so write() fails with EFBIG), a file where a
+# folder is expected.
+DISK_ERRNOS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EFBIG,
+    errno.ENOTDIR,
+    errno.EEXIST,
+}
+
+
+def composition_error_line(err: BaseException) -> str:
+    """Hydra's multi-line composition error as one line, with the closest valid key when the
+    key is unknown (Hydra prints several lines and a HYDRA_FULL_ERROR hint, and exits 1)."""
+    from evaluate.config.suggest import closest_key
+
+    parts = [str(err)]
+    cause = err.__cause__ or err.__context__
+    if cause is not None and str(cause) not in parts[0]:
+        parts.append(str(cause))
+    sentences: list[str] = []
+    for raw in (line for part in parts for line in part.splitlines()):
+        line = raw.strip()
+        if not line or line.startswith(HYDRA_DETAIL_LINES):
+            continue
+        if raw[:1].isspace() and " " not in line and sentences:  # an item of a listed option
+            sentences[-1] += f" {line},"
+        else:
+            sentences.append(line)
+    message = " ".join(
+        s.rstrip(",") + ("" if s.rstrip(",")[-1] in ".:;?" else ".") for s in sentences
+    )
+    key = getattr(cause, "full_key", None) or getattr(err, "full_key", None)
+    if key and ("not in" in message or "Could not append" in message):
+        match = closest_key(str(key))
+        if match:
+            message += f" Did you mean {match}?"
+    if key and "is not a ListConfig" in message:
+        message += f" Give a list: {key}=[...]."
+    return message
+
+
 def main() -> None:
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    # Let composition errors reach us (instead of Hydra's report and exit 1) to print them on one
+    # line with exit code 2, as every other bad input. Errors inside a run are handled in _run.
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     try:
         _run()
+    except (HydraException, OmegaConfBaseException) as err:
+        logger.error("config error: %s", composition_error_line(err))
+        sys.exit(2)
+    except OSError as err:
+        if err.errno not in DISK_ERRNOS:
+            raise
+        # Atomic writes leave nothing half-written; say which file and what to change.
+        logger.error(
+            "cannot write %s: %s; check the output folder (hydra.run.dir), the cache folder "
+            "(paths.cache_dir), their permissions, free disk space and file-size limits",
+            err.filename or "a file",
+            err.strerror or err,
+        )
+        sys.exit(2)
     finally:  # a sweep stopped by a failing job or Ctrl-C: its parent run is closed as FAILED
         sweep = sys.modules.get("evaluate.pipeline.sweep")
         if sweep is not None:

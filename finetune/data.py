@@ -13,8 +13,10 @@ Packing (``finetune.packing``, applied by ``pack_examples`` at training time) co
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
+from array import array
 from dataclasses import dataclass
 
 from rag.core.cache import content_key
@@ -26,12 +28,15 @@ logger = logging.getLogger(__name__)
 
 MODES = ("cpt", "qa_sft", "mixed")
 IGNORE_INDEX = -100  # label value the causal-LM loss skips (torch CrossEntropyLoss default)
+# Characters of a document tokenized in one call: 1 MB keeps a fast tokenizer's encoding (token
+# strings, offsets) to tens of MB while calls stay few.
+PIECE_CHARS = 1_000_000
 
 
 @dataclass
 class TrainExample:
-    input_ids: list[int]
-    labels: list[int]
+    input_ids: list[int] | array  # document windows: 32-bit arrays (4 bytes per token)
+    labels: list[int] | array
     kind: str  # "doc" or "qa"
 
 
@@ -73,14 +78,73 @@ def build_examples(
     return examples
 
 
-def document_examples(text: str, tokenizer, max_length: int) -> list[TrainExample]:
-    """Non-overlapping ``max_length`` windows over the text's tokens, followed by eos."""
-    ids = list(tokenizer(text).input_ids)
+def document_examples(
+    text: str, tokenizer, max_length: int, piece_chars: int = PIECE_CHARS
+) -> list[TrainExample]:
+    """Non-overlapping ``max_length`` windows over the text's tokens, followed by eos.
+
+    Memory stays near 4 bytes per token: the text is tokenized in pieces of at most
+    ``piece_chars`` characters (a fast tokenizer's encoding of a whole 200 MB file holds tens of
+    GB of token strings and offsets), ids are kept as 32-bit arrays, and a window's labels are
+    its ids (one array, not a copy)."""
+    ids = token_ids(text, tokenizer, piece_chars)
     if tokenizer.eos_token_id is not None and (not ids or ids[-1] != tokenizer.eos_token_id):
         ids.append(tokenizer.eos_token_id)
-    windows = [ids[start : start + max_length] for start in range(0, len(ids), max_length)]
+    windows = (ids[start : start + max_length] for start in range(0, len(ids), max_length))
     # A one-token window has nothing to predict (labels are shifted inside the model).
-    return [TrainExample(list(w), list(w), "doc") for w in windows if len(w) >= 2]
+    return [TrainExample(w, w, "doc") for w in windows if len(w) >= 2]
+
+
+def token_ids(text: str, tokenizer, piece_chars: int = PIECE_CHARS) -> array:
+    """``tokenizer(text).input_ids`` as a 32-bit array, tokenized piece by piece.
+
+    Pieces end just before a line break (or a space) that follows a non-space character, where
+    byte-level BPE pre-tokenizers (GPT-2, Llama 3, SmolLM) always start a new pre-token, so the
+    ids equal those of one call (tests/finetune check it). The special tokens the tokenizer adds
+    around a text (BOS, EOS) are added once, around the whole."""
+    if len(text) <= piece_chars:
+        return array("i", tokenizer(text).input_ids)
+    pieces = list(_pieces(text, piece_chars))
+    logger.info(
+        "tokenizing a %.1f MB document in %d pieces of <= %d characters",
+        len(text.encode("utf-8", "surrogatepass")) / 1e6,
+        len(pieces),
+        piece_chars,
+    )
+    framed = tokenizer(pieces[0]).input_ids
+    plain = tokenizer(pieces[0], add_special_tokens=False).input_ids
+    start = next(
+        i for i in range(len(framed) - len(plain) + 1) if framed[i : i + len(plain)] == plain
+    )
+    ids = array("i", framed[: start + len(plain)])
+    for piece in pieces[1:]:
+        ids.extend(tokenizer(piece, add_special_tokens=False).input_ids)
+    ids.extend(framed[start + len(plain) :])
+    return ids
+
+
+def _pieces(text: str, piece_chars: int):
+    start = 0
+    while len(text) - start > piece_chars:
+        end = start + piece_chars
+        cut = _cut_before_space(text, start, end, "\n")
+        if cut is None:
+            cut = _cut_before_space(text, start, end, " ")
+        if cut is None:
+            cut = end  # no break at all in the piece: cut anyway (a boundary token may differ)
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
+
+
+def _cut_before_space(text: str, start: int, end: int, space: str) -> int | None:
+    """The last position in (start, end] holding ``space`` right after a non-space character."""
+    position = text.rfind(space, start + 1, end + 1)
+    while position > start:
+        if not text[position - 1].isspace():
+            return position
+        position = text.rfind(space, start + 1, position)
+    return None
 
 
 def qa_example(qa: QAPair, tokenizer) -> TrainExample:
@@ -134,8 +198,8 @@ def pack_examples(examples: list[TrainExample], max_length: int) -> list[TrainEx
     """
     if max_length < 2:
         raise ValueError(f"finetune.max_length must be >= 2, got {max_length}")
-    ids: list[int] = []
-    labels: list[int] = []
+    ids = array("i")
+    labels = array("i")
     others: list[TrainExample] = []
     for example in examples:
         if example.kind == "doc":
@@ -170,5 +234,15 @@ def split_for_eval(
 
 
 def examples_fingerprint(examples: list[TrainExample]) -> str:
-    """Content hash of the token ids, labels and kinds, for adapter cache keys."""
-    return content_key("train-examples", [(e.kind, e.input_ids, e.labels) for e in examples])
+    """Content hash of the token ids, labels and kinds, for adapter cache keys; streamed as
+    32-bit arrays (a JSON text of a 200 MB corpus's tokens would take gigabytes)."""
+    digest = hashlib.sha256(content_key("train-examples", 2).encode())
+    for e in examples:
+        for part in (
+            e.kind.encode(),
+            array("i", e.input_ids).tobytes(),
+            array("i", e.labels).tobytes(),
+        ):
+            digest.update(len(part).to_bytes(8, "little"))
+            digest.update(part)
+    return digest.hexdigest()

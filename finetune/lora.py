@@ -85,20 +85,39 @@ def train_lora(
     key = adapter_cache_key(model_fingerprint(model_path), examples_fingerprint(examples), settings)
     adapters = Path(cache_root) / "adapters"
     final_dir = adapters / key
-    if final_dir.exists():
+    if final_dir.exists() and _intact(final_dir, key, remove=False):
         return _reuse(final_dir, key)
     # Parallel jobs wanting the same adapter: one trains, the others wait and reuse it (they
     # would otherwise share one work folder). Not under accelerate: its ranks train together.
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if final_dir.exists() and is_main_process():
+            _intact(final_dir, key, remove=True)
         return _train(model_path, examples, settings, key, final_dir, progress)
     from rag.core.lock import file_lock
     from rag.core.store import DEFAULT_LOCK_TIMEOUT_S
 
     lock = Path(cache_root) / ".locks" / f"adapter-{key}.lock"  # keeps adapters/ entries only
     with file_lock(lock, DEFAULT_LOCK_TIMEOUT_S, "adapter"):
-        if final_dir.exists():
+        if final_dir.exists() and _intact(final_dir, key, remove=True):
             return _reuse(final_dir, key)
         return _train(model_path, examples, settings, key, final_dir, progress)
+
+
+def _intact(final_dir: Path, key: str, remove: bool) -> bool:
+    """Verify a cached adapter against its checksums (written when it was published); a
+    truncated or changed file is logged and, with ``remove`` (under the lock), the entry is
+    removed so that it is trained again."""
+    from rag.core.store import CorruptEntryError, remove_entry, verify_entry
+
+    try:
+        verify_entry(final_dir, "adapter")
+        return True
+    except CorruptEntryError as err:
+        if not remove:
+            return False
+        logger.warning("cached adapter %s failed verification (%s); training it again", key, err)
+        remove_entry(final_dir)
+        return False
 
 
 def _reuse(final_dir: Path, key: str) -> TrainResult:

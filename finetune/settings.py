@@ -60,7 +60,9 @@ class LoraSettings:
     eval_fraction: float = 0.0  # share of training sequences held out for eval loss; 0 = off
     eval_steps: int = 10  # optimizer steps between held-out evaluations
     early_stopping_patience: int = 0  # stop after N evaluations without a new best; 0 = off
-    checkpoint_steps: int = 0  # optimizer steps between resumable checkpoints; 0 = none
+    # Optimizer steps between resumable checkpoints (0 = none). On by default so a killed run
+    # resumes; the cost is measured per run (TrainResult.checkpoint_save_s, see README).
+    checkpoint_steps: int = 25
 
 
 @dataclass
@@ -91,6 +93,8 @@ class TrainResult:
     flops_estimate: float = 0.0  # costing.formulas: (4·N + 2·N_trainable)·D + 2·N·D_eval
     peak_cuda_mb: float = 0.0  # torch.cuda.max_memory_allocated of this process; 0 on CPU
     resumed_from_step: int = 0  # the checkpoint this run resumed from; 0 = started fresh
+    checkpoints_saved: int = 0  # resumable checkpoints this run wrote
+    checkpoint_save_s: float = 0.0  # measured time spent writing them
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 
 import torch
@@ -35,7 +36,9 @@ from finetune.trainer_parts import (
     peak_cuda_mb,
     peak_rss_mb,
 )
-from rag.core.cache import atomic_write_text
+from rag.core.cache import atomic_write_text, fsync_dir, fsync_tree
+from rag.core.pause import pause_point
+from rag.core.store import write_checksums
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +51,15 @@ class SeededTrainer(Trainer):
     def __init__(self, *args, sampler_seed: int, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.sampler_seed = sampler_seed
+        self.checkpoint_save_s = 0.0  # the measured cost of resumability (finetune.checkpoint_steps)
+        self.checkpoints_saved = 0
+
+    def _save_checkpoint(self, model, trial):
+        started = time.perf_counter()
+        super()._save_checkpoint(model, trial)
+        self.checkpoint_save_s += time.perf_counter() - started
+        self.checkpoints_saved += 1
+        pause_point("checkpoint")  # test hook (rag/core/pause.py); a no-op in real runs
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -153,7 +165,7 @@ def run_training(
         trainer.add_callback(QuietProgressCallback)
     checkpoint = last_complete_checkpoint(work_dir)
     if checkpoint is not None:
-        logger.info("resuming training from %s", checkpoint)
+        logger.info("resuming training from step %d (%s)", _checkpoint_step(checkpoint), checkpoint)
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     result = _measure(trainer, settings, len(examples), train_set, eval_set, final_dir)
     result.trainable_params, result.total_params = trainable_params, total_params
@@ -162,6 +174,16 @@ def run_training(
         total_params, trainable_params, result.tokens
     ) + forward_flops(total_params, result.eval_tokens)
     result.resumed_from_step = _checkpoint_step(checkpoint)
+    result.checkpoint_save_s = trainer.checkpoint_save_s
+    result.checkpoints_saved = trainer.checkpoints_saved
+    if trainer.checkpoints_saved:
+        logger.info(
+            "saved %d checkpoints in %.2f s (%.1f%% of this run's %.1f s of training)",
+            trainer.checkpoints_saved,
+            trainer.checkpoint_save_s,
+            100 * trainer.checkpoint_save_s / max(trainer.checkpoint_save_s, _clock_s(trainer)),
+            _clock_s(trainer),
+        )
     if not result.loss_curve:  # no step logged (e.g. resumed at the last step)
         result.final_loss = float(output.training_loss)
     return _publish(trainer, tokenizer, settings, result, work_dir, final_dir)
@@ -229,9 +251,12 @@ def _publish(trainer, tokenizer, settings, result, work_dir: Path, final_dir: Pa
         if settings.method == "full":
             tokenizer.save_pretrained(staging)  # the folder is a complete model
         atomic_write_text(staging / RESULT_FILE, json.dumps(result.to_dict(), indent=2))
+        write_checksums(staging)  # verified on every reuse (finetune/lora.py)
         _share(staging)
+        fsync_tree(staging)  # on disk before the entry's name appears (power loss)
         try:
             os.rename(staging, final_dir)
+            fsync_dir(final_dir.parent)
         except OSError:
             if not final_dir.exists():
                 raise
@@ -248,6 +273,12 @@ def _share(folder: Path) -> None:
     os.chmod(folder, 0o777 & ~mask)
     for path in folder.rglob("*"):
         os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+
+
+def _clock_s(trainer) -> float:
+    """Training seconds of this process (the TrainClock callback, without earlier runs)."""
+    clock = next(c for c in trainer.callback_handler.callbacks if isinstance(c, TrainClock))
+    return clock.elapsed_s() - clock.elapsed_before_s
 
 
 def _checkpoint_step(checkpoint: Path | None) -> int:

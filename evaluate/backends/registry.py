@@ -59,3 +59,11 @@ def make_generator(config: Any, model_path: str | None):
     """The generator of ``config.backend`` (a ``GeneratorConfig``-like group)."""
     module = importlib.import_module(BACKENDS[config.backend].module)
     return module.from_config(config, model_path)
+
+
+def weight_format(config: Any, model_path: str | None) -> tuple[str, float] | None:
+    """``(dtype, bytes_per_param)`` of the weights as ``config.backend`` holds them, or None for
+    a backend that does not say (a remote endpoint)."""
+    module = importlib.import_module(BACKENDS[config.backend].module)
+    reader = getattr(module, "weight_format", None)
+    return reader(model_path) if reader is not None else None

@@ -17,6 +17,9 @@ from transformers.generation.streamers import BaseStreamer
 from evaluate.backends.base import Generation, check_context
 
 logger = logging.getLogger(__name__)
+# In-process models run in float32: on CPU, half precision is emulated and slower, and the
+# costing reads the bytes per parameter from this (evaluate/pipeline/costs.py).
+LOAD_DTYPE = "float32"
 
 
 class _TokenClock(BaseStreamer):
@@ -79,7 +82,9 @@ class ChatGenerator:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(model_path)
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(device)
+        model = AutoModelForCausalLM.from_pretrained(
+            model_path, dtype=getattr(torch, LOAD_DTYPE)
+        ).to(device)
         return cls(
             model,
             tokenizer,
@@ -152,3 +157,11 @@ def from_config(config, model_path: str | None) -> ChatGenerator:
         temperature=config.temperature,
         stop=list(config.stop),
     )
+
+
+def weight_format(model_path: str | None) -> tuple[str, float]:
+    """``(dtype, bytes_per_param)`` of the weights as this backend holds them in memory: every
+    model is loaded in ``LOAD_DTYPE`` (a GGUF or bf16 checkpoint is upcast on load)."""
+    from rag.core.models import DTYPE_BYTES
+
+    return LOAD_DTYPE, DTYPE_BYTES[LOAD_DTYPE]

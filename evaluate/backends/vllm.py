@@ -145,3 +145,16 @@ def from_config(config, model_path: str | None) -> VLLMGenerator:
         temperature=config.temperature,
         stop=list(config.stop),
     )
+
+
+def weight_format(model_path: str | None) -> tuple[str, float]:
+    """``(dtype, bytes_per_param)`` of the weights in the engine: a quantized checkpoint keeps
+    its bits; otherwise vLLM's ``dtype="auto"`` serves float32 and float16 checkpoints in float16
+    and bfloat16 ones in bfloat16 (vLLM engine arguments, ``--dtype``)."""
+    from rag.core.models import DTYPE_BYTES, stored_weight_format
+
+    dtype, size = stored_weight_format(model_path)
+    if dtype is not None and dtype not in DTYPE_BYTES:  # quantized
+        return dtype, size
+    served = "bfloat16" if dtype == "bfloat16" else "float16"
+    return served, DTYPE_BYTES[served]

@@ -10,6 +10,7 @@ from costing.measurement import ArmMeasurement, ModelFacts
 from costing.report import build_cost_report
 from evaluate.arms.answering import Prediction
 from evaluate.arms.registry import arm as arm_spec
+from evaluate.backends.registry import weight_format
 from evaluate.config.schema import Config, GeneratorConfig, cost_settings
 from evaluate.pipeline.stages import Stages
 from rag.core.cache import count_parameters
@@ -182,14 +183,20 @@ def cost_report(
             model_path or config.generator.model,
         )
         return None
+    weights = weight_format(config.generator, model_path)
+    if weights is None:
+        logger.warning("cost report skipped: the weight format of %s is unknown", model_path)
+        return None
+    dtype, bytes_per_param = weights  # as loaded: float32 in-process, fp16/bf16 or quantized
     model = ModelFacts(
         n_params=n_params,
         trainable_params=stages.adapter.result.trainable_params if stages.adapter else 0,
-        bytes_per_param=4.0,
+        bytes_per_param=bytes_per_param,
         kv_bytes_per_token=_kv_bytes_per_token(model_path, n_params),
-    )  # every generator here runs in float32
+    )
     arms = [arm_measurement(arm, preds, stages) for arm, preds in predictions.items()]
     report = build_cost_report(arms, model, cost_settings(config), config.costing)
+    report["weights"] = {"dtype": dtype, "bytes_per_param": bytes_per_param}
     evaluation = evaluation_costs(config, predictions)
     if evaluation:
         report["evaluation"] = evaluation

@@ -39,9 +39,11 @@ from evaluate.records.results import (
 from evaluate.records.tracking import NullTracker, TrackingUnavailable, flatten, make_tracker
 from evaluate.scoring.diagnosis import decompose
 from rag.core.cache import atomic_write_text, model_fingerprint
+from rag.core.lock import claim
 from rag.core.prompts import DEFAULT_STYLE, PromptStyle
 
 logger = logging.getLogger(__name__)
+RUN_LOCK_FILE = ".ragtune.lock"  # held by the run writing into the folder
 
 
 def lora_settings(config: Config):
@@ -276,13 +278,28 @@ def run_experiment(config: Config, resolved: dict[str, Any], output_dir: Path) -
     """Run every stage and arm; write results.json; mirror to the tracker. Returns the results."""
     writable_folder(output_dir, "hydra.run.dir")  # a clear error, not a traceback, before work
     writable_folder(Path(config.paths.cache_dir).expanduser(), "paths.cache_dir")
+    from finetune.lora import is_main_process
+
+    main_process = is_main_process()  # under accelerate/torchrun only rank 0 records anything
+
+    def in_use() -> ConfigError:
+        return ConfigError(
+            f"hydra.run.dir={str(output_dir)!r} is in use by another running ragtune; wait for "
+            "it to finish or choose another folder"
+        )
+
+    # One run writes into a folder at a time (the default folder names are unique anyway).
+    with claim(output_dir / RUN_LOCK_FILE, in_use) if main_process else nullcontext():
+        return _run_in_folder(config, resolved, output_dir, main_process)
+
+
+def _run_in_folder(
+    config: Config, resolved: dict[str, Any], output_dir: Path, main_process: bool
+) -> dict[str, Any]:
     resolved = redact(resolved)  # secrets never reach resolved_config.yaml, results.json, MLflow
     config_path = output_dir / "resolved_config.yaml"
     atomic_write_text(config_path, yaml.safe_dump(resolved, sort_keys=False))
-    from finetune.lora import is_main_process
-
     t = config.tracking
-    main_process = is_main_process()  # under accelerate/torchrun only rank 0 records anything
     backend = t.backend if main_process else "none"
     tracker = make_tracker(backend, t.uri, t.experiment_name, t.artifact_dir)
     started_utc = datetime.now(UTC).isoformat(timespec="seconds")

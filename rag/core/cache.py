@@ -2,7 +2,8 @@
 
 A cache entry is a folder named by the hash of everything that determines its contents (texts,
 parameters, model fingerprint, code version), so a changed input can never be served a stale
-entry. Entries are created by building into a temp folder and renaming it into place.
+entry. Entries are created by building into a temp folder, flushing it to disk (fsync) and
+renaming it into place.
 """
 
 from __future__ import annotations
@@ -40,6 +41,30 @@ def _umask() -> int:
     return mask
 
 
+def fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (names created, renamed) to disk: after a rename into it, a power
+    loss then keeps the new name (POSIX leaves it unspecified otherwise)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(folder: Path) -> None:
+    """Flush every file and folder under ``folder`` (and itself) to disk, before it is renamed
+    into place: a power loss must not leave a finished-looking entry with empty files."""
+    for path in sorted(folder.rglob("*"), reverse=True):  # files before their folders
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            fsync_dir(path)
+        else:
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+    fsync_dir(folder)
+
+
 def atomic_dir(final_dir: Path, build: Callable[[Path], None]) -> tuple[Path, bool]:
     """Return ``(final_dir, reused)``; build it with ``build(tmp_dir)`` and a rename if absent.
 
@@ -53,11 +78,13 @@ def atomic_dir(final_dir: Path, build: Callable[[Path], None]) -> tuple[Path, bo
     try:
         os.chmod(tmp_dir, 0o777 & ~_umask())  # mkdtemp makes it private; entries are shared
         build(tmp_dir)
+        fsync_tree(tmp_dir)
         try:
             os.rename(tmp_dir, final_dir)
         except OSError:
             if not final_dir.exists():
                 raise
+        fsync_dir(final_dir.parent)
     finally:
         if tmp_dir.exists():
             shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -65,14 +92,18 @@ def atomic_dir(final_dir: Path, build: Callable[[Path], None]) -> tuple[Path, bo
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file so readers see either the old or the complete new content."""
+    """Write a file so readers, and the disk after a power loss, hold either the old or the
+    complete new content (fsync of the file before the rename and of its folder after)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())  # the content is on disk before the name points at it
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; results are shared
         os.replace(tmp, path)
+        fsync_dir(path.parent)  # and the new name survives a power loss
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -11,7 +11,7 @@ let two builders in).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -47,6 +47,22 @@ def file_lock(path: Path, timeout_s: float, what: str = "cache entry") -> Iterat
                 f"still building this {what}. Wait for it to finish, or raise the lock "
                 "timeout (retriever.lock_timeout_s)."
             ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextmanager
+def claim(path: Path, error: Callable[[], Exception]) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` for the block, or raise ``error()`` at once if another
+    live process holds it (a folder one process at a time may write into)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(path, mode=0o666, thread_local=False, preserve_lock_file=True)
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        raise error() from None
     try:
         yield
     finally:

@@ -19,7 +19,13 @@ from pathlib import Path
 from rag.core.cache import atomic_dir
 from rag.core.errors import UserError
 from rag.core.lock import file_lock
-from rag.core.store import DEFAULT_LOCK_TIMEOUT_S
+from rag.core.store import (
+    DEFAULT_LOCK_TIMEOUT_S,
+    CorruptEntryError,
+    remove_entry,
+    verify_entry,
+    write_checksums,
+)
 from rag.core.tiny import build_tiny_llama
 
 logger = logging.getLogger(__name__)
@@ -100,7 +106,7 @@ def resolve_generator(name: str, cache_dir: Path) -> str:
     if name in GENERATOR_ALIASES:
         packaged = GENERATOR_ALIASES[name]
         final_dir = cache_dir / "models" / name
-        if final_dir.exists():
+        if final_dir.exists() and _intact(final_dir):
             return str(final_dir)
         gguf_path = _package_dir(packaged.package, packaged.distribution) / packaged.filename
         if not gguf_path.is_file():
@@ -119,9 +125,28 @@ def _provision(final_dir: Path, build, source: str) -> str:
     (a file lock) and then reuse it, instead of each converting the same model."""
     lock = final_dir.parent / ".locks" / f"{final_dir.name}.lock"
     with file_lock(lock, DEFAULT_LOCK_TIMEOUT_S, f"model {final_dir.name}"):
+        if final_dir.exists() and not _intact(final_dir):
+            logger.warning("removing the corrupt model %s; converting it again", final_dir)
+            remove_entry(final_dir)
         if not final_dir.exists():
             logger.info("building model %s from %s (one-off)", final_dir.name, source)
-        return str(atomic_dir(final_dir, build)[0])
+
+        def build_and_checksum(tmp: Path) -> None:
+            build(tmp)
+            write_checksums(tmp)
+
+        return str(atomic_dir(final_dir, build_and_checksum)[0])
+
+
+def _intact(final_dir: Path) -> bool:
+    """Verify a provisioned model folder against its checksums (about 0.5 s for 542 MB); a
+    failure is logged and the caller rebuilds under the lock."""
+    try:
+        verify_entry(final_dir, "model")
+        return True
+    except CorruptEntryError as err:
+        logger.warning("model %s failed verification (%s)", final_dir, err)
+        return False
 
 
 def resolve_embedder(name: str) -> str:
@@ -201,3 +226,32 @@ def _verify_cached_hub_id(name: str, key: str) -> None:
             f"{key}={name!r} is not in the local hub cache and HF_HUB_OFFLINE=1; download it "
             f"once with network access, or point {key} at a local model folder"
         )
+
+
+# Bytes per parameter of each floating-point type (IEEE 754 sizes; bfloat16 is 16 bits).
+DTYPE_BYTES = {"float64": 8.0, "float32": 4.0, "float16": 2.0, "bfloat16": 2.0}
+
+
+def stored_weight_format(model: str | None) -> tuple[str | None, float | None]:
+    """``(dtype, bytes_per_param)`` a local folder's config.json declares: its quantization
+    (``quantization_config``: ``bits``, or bitsandbytes' ``load_in_4bit``/``load_in_8bit``,
+    or ``fp8``), else its ``dtype``/``torch_dtype``. ``(None, None)`` when it says nothing."""
+    import json
+
+    if not model or not (Path(model) / "config.json").is_file():
+        return None, None
+    try:
+        config = json.loads((Path(model) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None, None
+    quant = config.get("quantization_config") or {}
+    if quant:
+        method = str(quant.get("quant_method", "quantized"))
+        if quant.get("bits"):
+            return f"{method} {quant['bits']}-bit", float(quant["bits"]) / 8
+        if quant.get("load_in_4bit"):
+            return f"{method} 4-bit", 0.5
+        if quant.get("load_in_8bit") or method == "fp8":
+            return f"{method} 8-bit", 1.0
+    dtype = str(config.get("dtype") or config.get("torch_dtype") or "")
+    return (dtype, DTYPE_BYTES[dtype]) if dtype in DTYPE_BYTES else (None, None)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from rag.core.cache import atomic_dir
+from rag.core.cache import atomic_dir, atomic_write_text
 from rag.core.lock import file_lock
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,9 @@ T = TypeVar("T")
 # A day: building a 1M-vector IVF index on two CPU cores takes tens of minutes, and a waiter
 # must not give up on a builder that is merely slow. flock is released if the builder dies.
 DEFAULT_LOCK_TIMEOUT_S = 24 * 3600.0
+# Sizes and sha256 of an entry's files (adapters, converted models); hidden, so it is not part of
+# the content fingerprint of a model folder (rag.core.cache.model_fingerprint skips dot files).
+CHECKSUMS_FILE = ".checksums.json"
 
 
 class CorruptEntryError(RuntimeError):
@@ -41,6 +45,67 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 22), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def write_checksums(folder: Path) -> None:
+    """Record the size and sha256 of every file in ``folder`` (recursively; hidden files such as
+    memos are not content) in ``CHECKSUMS_FILE``, for ``verify_checksums``. Call it last, once
+    the entry is complete."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    listing = {
+        str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
+        for p in files
+    }
+    atomic_write_text(folder / CHECKSUMS_FILE, json.dumps(listing, indent=2))
+
+
+def verify_checksums(folder: Path) -> None:
+    """Raise ``CorruptEntryError`` unless every file listed by ``write_checksums`` is there with
+    its size and sha256 (a truncated, changed or missing file)."""
+    try:
+        listing = json.loads((folder / CHECKSUMS_FILE).read_text())
+    except (OSError, ValueError) as err:
+        raise CorruptEntryError(f"{CHECKSUMS_FILE} unreadable: {err}") from None
+    for name, expected in listing.items():
+        file = folder / name
+        if not file.is_file() or file.stat().st_size != expected["bytes"]:
+            raise CorruptEntryError(f"{name} is missing or has the wrong size (truncated?)")
+        if file_sha256(file) != expected["sha256"]:
+            raise CorruptEntryError(f"{name} does not match its sha256 in {CHECKSUMS_FILE}")
+
+
+def check_safetensors_length(file: Path) -> None:
+    """Raise ``CorruptEntryError`` unless the file is as long as its header says (8-byte length,
+    JSON header, then the tensors up to the largest end offset): catches a truncated file."""
+    try:
+        with file.open("rb") as handle:
+            header_bytes = int.from_bytes(handle.read(8), "little")
+            header = json.loads(handle.read(header_bytes))
+        data_bytes = max(
+            (t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0
+        )
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CorruptEntryError(f"{file.name}: unreadable safetensors header ({err})") from None
+    if file.stat().st_size != 8 + header_bytes + data_bytes:
+        raise CorruptEntryError(
+            f"{file.name} has {file.stat().st_size} bytes, its header says "
+            f"{8 + header_bytes + data_bytes} (truncated?)"
+        )
+
+
+def verify_entry(folder: Path, what: str) -> None:
+    """``verify_checksums``; an entry written before checksums existed (no ``CHECKSUMS_FILE``)
+    is checked for truncated safetensors files, then its checksums are recorded from now on."""
+    if (folder / CHECKSUMS_FILE).is_file():
+        verify_checksums(folder)
+        return
+    for file in sorted(folder.rglob("*.safetensors")):
+        check_safetensors_length(file)
+    try:
+        write_checksums(folder)
+        logger.info("%s %s had no checksums; recorded them", what, folder.name)
+    except OSError:  # a read-only cache: verify what can be verified, every time
+        logger.debug("could not record checksums in %s", folder)
 
 
 def remove_entry(entry_dir: Path) -> None:

@@ -97,6 +97,27 @@ def _as_list(value: Any) -> list[str]:
     return [str(item).strip() for item in items if item is not None and str(item).strip()]
 
 
+def _answers(row: dict[str, Any]) -> list[str]:
+    """``answer`` and ``answers``: a text (aliases separated by ``|``), a whole number (``120``
+    reads as written) or a list of those. An object, a nested list, a boolean or a fraction is an
+    error: scoring its ``str()`` would grade answers against ``"{'x': 'y'}"``, ``"True"`` or
+    ``"1000.0"``. CSV cells are always text; JSON keeps the types as written."""
+    for key in ("answer", "answers"):
+        value = row.get(key)
+        items = value if isinstance(value, list) else [value]
+        wrong = [item for item in items if item is not None and not _answer_like(item)]
+        if wrong:
+            raise ValueError(
+                f"{key!r} must be a text or a list of texts, got {type(wrong[0]).__name__} "
+                f"{wrong[0]!r}"
+            )
+    return list(dict.fromkeys(_as_list(row.get("answer")) + _as_list(row.get("answers"))))
+
+
+def _answer_like(item: Any) -> bool:
+    return isinstance(item, str) or (isinstance(item, int) and not isinstance(item, bool))
+
+
 def _parse(row: Any) -> dict[str, Any]:
     """Validated fields of one row; raises ``ValueError`` with the reason."""
     if isinstance(row, Exception):
@@ -106,7 +127,7 @@ def _parse(row: Any) -> dict[str, Any]:
     question = row.get("question")
     if not isinstance(question, str) or not question.strip():
         raise ValueError("missing or empty 'question'")
-    answers = list(dict.fromkeys(_as_list(row.get("answer")) + _as_list(row.get("answers"))))
+    answers = _answers(row)
     if not answers:
         raise ValueError("no answer ('answer' or 'answers' missing or empty)")
     split = str(row.get("split") or "").strip().lower()

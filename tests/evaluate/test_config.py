@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from dataclasses import replace
 
 import pytest
@@ -86,18 +85,22 @@ def test_validate_accepts_defaults_and_rejects_empty_arms():
 
 @pytest.mark.parametrize("override", ["finetune.max_steps=abc", "no_such_key=1"])
 def test_entry_point_fails_fast_naming_the_key(override, tmp_path):
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "evaluate.cli", override],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=60,
+    """Fast by construction, not by a stopwatch (load makes any time bound flaky): the error
+    comes before torch, transformers or faiss is imported."""
+    probe = (
+        "import sys\n"
+        "from evaluate.cli import main\n"
+        f"sys.argv = ['ragtune', {override!r}]\n"
+        "try:\n    main()\n"
+        "except SystemExit as exit:\n"
+        "    heavy = sorted(m for m in ('torch', 'transformers', 'faiss') if m in sys.modules)\n"
+        "    print('exit', exit.code, 'heavy', heavy)\n"
     )
-    elapsed = time.perf_counter() - started
-    assert proc.returncode != 0
-    assert override.split("=")[0] in proc.stderr + proc.stdout
-    assert elapsed < 5.0, f"config error took {elapsed:.1f} s"
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert "exit 2 heavy []" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+    assert override.split("=")[0] in proc.stderr
 
 
 def test_missing_weight_package_says_how_to_provision(monkeypatch):

@@ -141,12 +141,12 @@ def test_an_endpoint_down_at_the_first_request_is_still_a_clear_error():
     with socket.socket() as probe:  # a port that was free a moment ago and has no listener
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    generator = EndpointGenerator(f"http://127.0.0.1:{port}/v1", model="m", connect_timeout_s=2)
+    generator = EndpointGenerator(f"http://127.0.0.1:{port}/v1", model="m", connect_timeout_s=60)
     started = time.perf_counter()
     with pytest.raises(EndpointError, match=f"cannot reach .*127.0.0.1:{port}") as info:
         run_arm("closed_book", _questions("", ""), generator, None, 1, False, None, 0.5)
     assert info.value.reason == "unreachable"
-    assert time.perf_counter() - started < 1.0
+    assert time.perf_counter() - started < 60  # refused at once, not after the connect timeout
 
 
 def test_endpoint_context_window_is_checked_before_sending(server, tiny_model_dir):

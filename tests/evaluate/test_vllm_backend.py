@@ -160,7 +160,7 @@ def test_engine_metrics_give_ttft_and_tpot(fake_vllm):
     )
     gen = VLLMGenerator("/models/x", max_new_tokens=7).generate(MESSAGES)
     assert gen.ttft_measured is True
-    assert 0.2 <= gen.ttft_s < 0.25  # engine TTFT plus the local chat-template time
+    assert gen.ttft_s >= 0.2  # engine TTFT plus the local chat-template time (load-dependent)
     assert gen.e2e_s - gen.ttft_s == pytest.approx(0.4)
     assert gen.tpot_s == pytest.approx(0.4 / 4)
     assert math.isclose(gen.e2e_s, gen.ttft_s + gen.tpot_s * (gen.output_tokens - 1))

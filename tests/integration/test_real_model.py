@@ -36,6 +36,8 @@ def test_real_models_end_to_end(tmp_path, real_model_cache):
         arms["rag"]["tokens"]["input_tokens_mean"]
         > 3 * arms["closed_book"]["tokens"]["input_tokens_mean"]
     )
-    for arm in arms.values():
-        assert 0 < arm["latency"]["ttft_p50_s"] < 10
-        assert 0 < arm["latency"]["tpot_p50_s"] < 2
+    for arm in arms.values():  # structure only: absolute times depend on the machine's load
+        latency = arm["latency"]
+        assert 0 < latency["ttft_p50_s"] <= latency["e2e_p50_s"]  # per request TTFT <= e2e
+        assert latency["ttft_p50_s"] <= latency["ttft_p95_s"] <= latency["ttft_p99_s"]
+        assert latency["tpot_p50_s"] > 0

@@ -184,3 +184,22 @@ def test_documents_are_found_by_file_stem_and_unknown_ones_are_named(tmp_path, d
     assert by_id["s"].supporting_doc_ids == [history]  # "history" is history.html's stem
     assert by_id["u"].supporting_doc_ids == [] and report.unknown_doc_ids == 1
     assert "'doc0000'" in caplog.text and "left out of recall@k" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "answer,kind",
+    [({"x": "y"}, "dict"), ([["a"]], "list"), (True, "bool"), (1.5, "float")],
+    ids=["object", "nested-list", "boolean", "fraction"],
+)
+def test_answers_of_the_wrong_type_are_rejected_with_the_line(tmp_path, answer, kind):
+    rows = [
+        {"question": "When was it built?", "answer": "1871"},
+        {"question": "Who built it?", "answers": answer},
+    ]
+    path = tmp_path / "q.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    with pytest.raises(QAFileError) as err:
+        load_qa_file(path)
+    assert f"line 2: 'answers' must be a text or a list of texts, got {kind}" in str(err.value)
+    pairs, report = load_qa_file(path, on_error="skip")
+    assert [p.answers for p in pairs] == [["1871"]] and len(report.skipped) == 1
