@@ -42,6 +42,13 @@ def arm_ledger(arm: ArmMeasurement, rates: Rates, traffic: TrafficSettings) -> d
             "total": per_query.to_dict(),
         },
         "per_1k_queries": per_query.scaled(1000).to_dict(),
+        # Failed requests are costed (time until the failure, tokens sent); this leaves them out.
+        "failed_queries": arm.n_failed,
+        "per_1k_queries_answered_only": (
+            rates.cost(mean(arm.answered(arm.query_seconds))).scaled(1000).to_dict()
+            if arm.n_failed < arm.n_queries
+            else None
+        ),
         "per_correct_answer": _per_correct(per_query.scaled(arm.n_queries), n_correct),
         "tokens": {
             "input_mean": mean([float(t) for t in arm.input_tokens]),

@@ -34,6 +34,9 @@ class ArmMeasurement:
     train_tokens: int = 0  # tokens processed in training (0 if none)
     # Measured energy per stage in kWh (EnergyMeter); None or absent: not measured.
     measured_energy_kwh: dict[str, float | None] = field(default_factory=dict)
+    # Per question: the request failed (its time until the failure and the tokens sent are in
+    # the lists above and are costed; its timings are not latencies). Empty: none failed.
+    failed: list[bool] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         where = f"arm {self.name!r}"
@@ -63,6 +66,12 @@ class ArmMeasurement:
                     f"{self.query_seconds[i]:g} s; query_seconds must include both"
                 )
         formulas.check_count(f"{where}: train_tokens", self.train_tokens)
+        if self.failed and len(self.failed) != n:
+            raise ValueError(
+                f"{where}: failed has {len(self.failed)} entries, query_seconds has {n}"
+            )
+        if not self.failed:
+            self.failed = [False] * n
         for stage, kwh in self.measured_energy_kwh.items():
             if kwh is not None:
                 formulas.check_number(f"{where}: measured_energy_kwh[{stage!r}]", kwh)
@@ -80,6 +89,14 @@ class ArmMeasurement:
             max(0.0, q - r - t)
             for q, r, t in zip(self.query_seconds, self.retrieval_seconds, self.ttft_s, strict=True)
         ]
+
+    @property
+    def n_failed(self) -> int:
+        return sum(self.failed)
+
+    def answered(self, values: Sequence) -> list:
+        """``values`` (one per question) of the questions that did not fail."""
+        return [v for v, bad in zip(values, self.failed, strict=True) if not bad]
 
     def first_token_seconds(self) -> list[float]:
         """User-perceived time to first token: retrieval + tokenisation + prefill."""

@@ -51,7 +51,9 @@ class SeededTrainer(Trainer):
     def __init__(self, *args, sampler_seed: int, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.sampler_seed = sampler_seed
-        self.checkpoint_save_s = 0.0  # the measured cost of resumability (finetune.checkpoint_steps)
+        self.checkpoint_save_s = (
+            0.0  # the measured cost of resumability (finetune.checkpoint_steps)
+        )
         self.checkpoints_saved = 0
 
     def _save_checkpoint(self, model, trial):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 
@@ -136,10 +137,16 @@ def answer(
 
 def _generated(arm, qa, generator, retriever, messages, retrieval, built) -> Prediction:
     """The batch-1, timed answer to already built messages."""
+    started = time.perf_counter()
     try:
         gen = generator.generate(messages)
     except GenerationFailure as err:
         prediction = _failed(arm, qa, err)
+        # Costed, not free: the time until the failure and the prompt tokens sent (a prompt
+        # refused as too long was not processed). Latency statistics still leave it out.
+        prediction.request_s = time.perf_counter() - started
+        if err.reason != "context_overflow":
+            prediction.input_tokens = max(0, generator.prompt_tokens(messages))
     else:
         prediction = Prediction(
             arm=arm,
@@ -206,7 +213,8 @@ def _add_retrieval(p: Prediction, qa: QAPair, retrieval, built, top_k: int) -> N
     p.retrieval_fusion_s = retrieval.fusion_s
     p.retrieval_rerank_s = retrieval.rerank_s
     p.prompt_build_s = built.build_s
-    p.request_s = retrieval.total_s + built.build_s + p.e2e_s
+    generation_s = p.e2e_s if p.error is None else p.request_s  # until the failure
+    p.request_s = retrieval.total_s + built.build_s + generation_s
     scores = retrieval_scores(retrieval.doc_ids, qa.supporting_doc_ids, top_k)
     p.recall_at_k = _none_if_nan(scores["recall_at_k"])
     p.hit_rate_at_k = _none_if_nan(scores["hit_rate_at_k"])

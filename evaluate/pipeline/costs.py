@@ -64,6 +64,7 @@ def arm_measurement(arm: str, preds: list[Prediction], stages: Stages) -> ArmMea
         retrieval_seconds=[p.request_s - p.e2e_s for p in preds],  # retrieval + prompt build
         train_tokens=int(stages.adapter.result.tokens) if spec.tuned else 0,
         measured_energy_kwh=_measured(spec, stages),
+        failed=[p.error is not None for p in preds],
     )
 
 
