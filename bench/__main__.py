@@ -4,11 +4,13 @@
     .venv/bin/python -m bench --quick              # a few-minute smoke of every part
     .venv/bin/python -m bench --only overhead,roofline
     .venv/bin/python -m bench --only index --index-n 100000
+    .venv/bin/python -m bench --only bigfile --bigfile-mb 200
 
 Parts: e2e (default experiment cold, then warm), overhead (ours vs the bare library per stage),
 roofline (decode vs memory bandwidth, with a torch.profiler breakdown), compute (FP32 matmul
 peak, LoRA step's share of it), index (FAISS scaling), ingest (documents per second),
-embed_processes (embedding 100k chunks with one process and with a pool of 2: the speed-up).
+embed_processes (embedding 100k chunks with one process and with a pool of 2: the speed-up),
+bigfile (peak memory of a run on one large text file; --bigfile-mb 200 for the 200 MB case).
 Parts not selected keep their previous numbers in latest.json (each part says when it was
 measured); --no-merge starts the files afresh.
 """
@@ -58,6 +60,7 @@ PART_SETTINGS = {
     "index": ("index_n", "index_clusters", "index_ef_construction"),
     "ingest": ("ingest_documents",),
     "embed_processes": ("embed_chunks",),
+    "bigfile": ("bigfile_mb",),
 }
 
 
@@ -101,6 +104,13 @@ def parser() -> argparse.ArgumentParser:
         default=128,
         help="index part: HNSW build breadth (retriever.ef_construction; FAISS's default is 40)",
     )
+    p.add_argument(
+        "--bigfile-mb",
+        type=float,
+        default=None,
+        help="bigfile part: MB of the single text file (default 20, --quick 2; 200 reproduces "
+        "the large-file case)",
+    )
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where latest.* go")
     p.add_argument("--no-merge", action="store_true", help="drop parts not run from latest.*")
     return p
@@ -114,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.quick_run() if args.quick else Settings.full()
     if args.index_n is not None:
         settings = replace(settings, index_n=args.index_n)
+    if args.bigfile_mb is not None:
+        if args.bigfile_mb <= 0:
+            parser().error(f"--bigfile-mb must be > 0, got {args.bigfile_mb}")
+        settings = replace(settings, bigfile_mb=args.bigfile_mb)
     if args.index_clusters < 0:
         parser().error(f"--index-clusters must be >= 0, got {args.index_clusters}")
     if args.index_ef_construction < 1:

@@ -40,6 +40,10 @@ HNSW_EF_SWEEP = (128, 256, 512, 1024)  # wider searches, looking for the recall 
 INGEST_MIN_DOCS_PER_S = 10_000 / 30
 # A pool must at least not be slower than one process that already uses every core.
 EMBED_POOL_MIN_SPEEDUP = 1.0
+# One large text file through a whole smoke run (bench/bigfile.py): peak RSS <= 8 GB at any size,
+# so a 200 MB file fits a 16 GB laptop (before the streaming tokenization a 20 MB file peaked at
+# 4.9 GB and 200 MB passed 19 GB).
+BIGFILE_PEAK_RSS_MAX_GB = 8.0
 
 
 @dataclass
@@ -60,6 +64,7 @@ class Settings:
     index_n: int
     ingest_documents: int
     embed_chunks: int = 100_000  # chunks embedded by one process and by a pool of 2
+    bigfile_mb: float = 20.0  # bigfile part: size of the single text file (--bigfile-mb 200)
     # 0: isotropic random vectors (no structure: approximate search's worst case); C > 0: C
     # Gaussian clusters, closer to real embeddings
     index_clusters: int = 1000
@@ -102,6 +107,7 @@ class Settings:
             index_n=20_000,
             ingest_documents=2_000,
             embed_chunks=2_000,
+            bigfile_mb=2.0,
         )
 
 
@@ -487,6 +493,27 @@ def measure_compute(part: PartResult, s: Settings) -> None:
     )
 
 
+def measure_bigfile(part: PartResult, s: Settings) -> None:
+    from bench.bigfile import run_bigfile
+
+    with tempfile.TemporaryDirectory(prefix="ragtune-bench-bigfile-") as tmp:
+        result = run_bigfile(Path(tmp), s.bigfile_mb)
+    if result["exit_code"] != 0:
+        raise RuntimeError(f"ragtune exited {result['exit_code']}:\n{result['log_tail']}")
+    megabytes = result["text_bytes"] / 1e6
+    part.checks.append(
+        Check(
+            f"peak RSS, one {megabytes:.0f} MB text file (smoke run)",
+            result["peak_rss_gb"],
+            BIGFILE_PEAK_RSS_MAX_GB,
+            "<=",
+            "GB",
+            f"whole run in {result['wall_s']:.0f} s; --bigfile-mb 200 for the 200 MB case",
+        )
+    )
+    part.details = {k: v for k, v in result.items() if k != "log_tail"}
+
+
 PARTS: dict[str, Callable[[PartResult, Settings], None]] = {
     "e2e": measure_e2e,
     "overhead": measure_overhead,
@@ -495,4 +522,5 @@ PARTS: dict[str, Callable[[PartResult, Settings], None]] = {
     "index": measure_index,
     "ingest": measure_ingest,
     "embed_processes": measure_embed_processes,
+    "bigfile": measure_bigfile,
 }

@@ -160,6 +160,14 @@ def _expand(entry: str | Path, recursive: bool) -> list[tuple[Path, Path]]:
     )
 
 
+def _resolved(file: Path) -> Path | None:
+    """The real path of ``file``; None for a symlink that cannot be resolved (a loop)."""
+    try:
+        return file.resolve(strict=False)
+    except (RuntimeError, OSError):  # Python 3.11 raises RuntimeError("Symlink loop ...")
+        return None
+
+
 def corpus_files(
     paths: str | Path | Sequence[str | Path], recursive: bool = True, max_files: int | None = None
 ) -> list[Path]:
@@ -173,7 +181,9 @@ def corpus_files(
         if text.startswith(HF_PREFIX) or (Path(text).is_dir() and _is_saved_dataset(Path(text))):
             continue
         for _, file in _expand(entry, recursive):
-            files.setdefault(file.resolve(), file)
+            resolved = _resolved(file)
+            if resolved is not None:
+                files.setdefault(resolved, file)
     found = list(files.values())
     return found[:max_files] if max_files else found
 
@@ -307,7 +317,11 @@ def load_user_corpus(
                 collector.add(row, "dataset", name, text)
             continue
         for root, file in _expand(entry, recursive):
-            files.setdefault(file.resolve(), (root, file))
+            resolved = _resolved(file)
+            if resolved is None:
+                report.skipped.append(SkippedFile(str(file), "a symlink loop: it names no file"))
+                continue
+            files.setdefault(resolved, (root, file))
     supported = _supported(files.values(), report)
     if max_files is not None and len(supported) > max_files:
         report.files_beyond_max = len(supported) - max_files

@@ -271,3 +271,35 @@ def test_measured_energy_is_carried_through():
 def test_settings_errors_name_the_config_key(build, key):
     with pytest.raises(CostingConfigError, match=key.replace(".", r"\.")):
         build()
+
+
+def test_failed_requests_are_costed_and_score_zero_qoe():
+    """One answered request (1 s, first token at 0.2 s, 10 tokens at 0.1 s each) and one that
+    failed after 3 s. Hand calculation on TEST_GPU (3.6 USD per hour = 0.001 USD per second):
+    with failures the mean request is (1 + 3) / 2 = 2 s, 2 USD per 1k queries; without, 1 s,
+    1 USD. QoE: the answered request waits 0.2 s <= 1 s (1.0) and streams 10 tokens/s, above
+    the reading speed 250 wpm x 1.33 / 60 = 5.54 tokens/s (1.0); the failed one scores 0, so
+    the mean is 0.5 with failures and 1.0 without."""
+    arm = ArmMeasurement(
+        name="rag",
+        one_time_seconds={},
+        query_seconds=[1.0, 3.0],
+        ttft_s=[0.2, 0.0],
+        tpot_s=[0.1, 0.0],
+        input_tokens=[100, 100],  # the failed request's prompt was sent
+        output_tokens=[10, 0],
+        correct=[True, False],
+        retrieval_seconds=[0.0, 0.0],
+        failed=[False, True],
+    )
+    result = json.loads(json.dumps(report([arm])))
+    ledger = result["arms"]["rag"]
+    assert ledger["failed_queries"] == 1
+    assert ledger["per_1k_queries"]["usd"] == pytest.approx(2.0)
+    assert ledger["per_1k_queries_answered_only"]["usd"] == pytest.approx(1.0)
+    assert ledger["tokens"]["input_total"] == 200
+    qoe = result["qoe"]["rag"]
+    assert qoe["failed_requests"] == 1
+    assert qoe["qoe_score"] == pytest.approx(0.5)
+    assert qoe["qoe_score_answered_only"] == pytest.approx(1.0)
+    assert qoe["first_token_s_p50"] == pytest.approx(0.2)  # latency: the answered request only

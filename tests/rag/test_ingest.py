@@ -313,3 +313,18 @@ def test_html_visible_text_edge_cases():
     )
     assert title == "T"
     assert text == "a\nb\n\none\n\ntwo\n\nx <y"
+
+
+def test_a_symlink_loop_is_skipped_with_a_reason(tmp_path):
+    from rag.corpus.ingest import corpus_files, load_user_corpus
+
+    (tmp_path / "good.txt").write_text("The Orbis lighthouse was built in 1871 on Tessel Point.")
+    (tmp_path / "a.txt").symlink_to(tmp_path / "b.txt")
+    (tmp_path / "b.txt").symlink_to(tmp_path / "a.txt")
+    documents, report = load_user_corpus([tmp_path])
+    assert [d.metadata["path"] for d in documents] == ["good.txt"]
+    assert sorted((Path(s.path).name, s.reason) for s in report.skipped) == [
+        ("a.txt", "a symlink loop: it names no file"),
+        ("b.txt", "a symlink loop: it names no file"),
+    ]
+    assert [f.name for f in corpus_files([tmp_path])] == ["good.txt"]
