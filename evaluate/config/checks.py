@@ -174,12 +174,12 @@ def _validate_retrieval(r: RetrieverConfig) -> None:
     _check(r.mode in MODES, "retriever.mode", r.mode, f"one of {list(MODES)}")
     _check(r.metric in METRICS, "retriever.metric", r.metric, f"one of {list(METRICS)}")
     _check(r.ordering in ORDERINGS, "retriever.ordering", r.ordering, f"one of {list(ORDERINGS)}")
-    _check(
-        r.candidates >= r.top_k,
-        "retriever.candidates",
-        r.candidates,
-        f">= retriever.top_k={r.top_k}",
-    )
+    if r.candidates < r.top_k:  # name top_k first: it is the key users raise
+        raise ConfigError(
+            f"retriever.top_k={r.top_k} exceeds the first-stage depth (retriever.candidates="
+            f"{r.candidates} must be >= retriever.top_k={r.top_k}); lower retriever.top_k or "
+            f"raise retriever.candidates to at least {r.top_k}"
+        )
     for key in ("nprobe", "ef_search", "ef_construction", "train_size", "context_budget_tokens"):
         value = getattr(r, key)
         _check(value is None or value >= 1, f"retriever.{key}", value, "null or >= 1")

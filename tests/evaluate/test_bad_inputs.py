@@ -201,7 +201,7 @@ CASES = [
         "candidates-below-top-k",
         "config",
         ["retriever.top_k=5", "retriever.candidates=2"],
-        ("retriever.candidates=2", ">= retriever.top_k=5"),
+        ("retriever.top_k=5 exceeds", "retriever.candidates=2", ">= retriever.top_k=5"),
     ),
     Case(
         "model-folder-missing",
