@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import secrets
 import sys
 import warnings
@@ -193,6 +194,16 @@ DISK_ERRNOS = {
 }
 
 
+def disk_errno(err: BaseException) -> int | None:
+    """The errno of a refused write: an ``OSError``, or a Rust library's error (safetensors,
+    tokenizers) that reports it as ``... (os error 27)``; None for anything else."""
+    if isinstance(err, OSError):
+        return err.errno if err.errno in DISK_ERRNOS else None
+    found = re.search(r"\(os error (\d+)\)", str(err))
+    code = int(found.group(1)) if found else None
+    return code if code in DISK_ERRNOS else None
+
+
 def composition_error_line(err: BaseException) -> str:
     """Hydra's multi-line composition error as one line, with the closest valid key when the
     key is unknown (Hydra prints several lines and a HYDRA_FULL_ERROR hint, and exits 1)."""
@@ -236,15 +247,16 @@ def main() -> None:
     except (HydraException, OmegaConfBaseException) as err:
         logger.error("config error: %s", composition_error_line(err))
         sys.exit(2)
-    except OSError as err:
-        if err.errno not in DISK_ERRNOS:
+    except Exception as err:
+        code = disk_errno(err)
+        if code is None:
             raise
         # Atomic writes leave nothing half-written; say which file and what to change.
         logger.error(
             "cannot write %s: %s; check the output folder (hydra.run.dir), the cache folder "
             "(paths.cache_dir), their permissions, free disk space and file-size limits",
-            err.filename or "a file",
-            err.strerror or err,
+            getattr(err, "filename", None) or "a file",
+            os.strerror(code),
         )
         sys.exit(2)
     finally:  # a sweep stopped by a failing job or Ctrl-C: its parent run is closed as FAILED

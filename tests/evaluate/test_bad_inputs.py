@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -594,3 +595,32 @@ def test_catalog_size(capsys):
             f"config time, {by_stage['run']} in a run stage) + {len(dedicated)} dedicated tests"
         )
     assert len(CASES) >= 40 and sum(by_stage.values()) == len(CASES)
+
+
+def test_a_file_size_limit_ends_in_one_line_with_exit_code_2(shared_cache, tmp_path):
+    """RLIMIT_FSIZE of 64 KB: the first larger write (a model or an index file, in Python or in
+    a Rust library) fails with EFBIG; the run says so on one line and writes no results."""
+    import resource
+    import sys
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+    cache = tmp_path / "cache"  # empty: the tiny model is built, and its weights are > 64 KB
+    proc = subprocess.run(
+        [sys.executable, "-m", "evaluate.cli", *BASE, "tracking=none", "hydra.run.dir=out"],
+        cwd=tmp_path,
+        env={**os.environ, "RAGTUNE_CACHE_DIR": str(cache)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        preexec_fn=limit,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output[-3000:]
+    assert "Traceback" not in output
+    assert [
+        line for line in output.splitlines() if "cannot write" in line and "File too large" in line
+    ]
+    assert not (tmp_path / "out" / "results.json").exists()
+    assert _leftovers(cache) == []
