@@ -90,7 +90,10 @@ def model_params(config: Config) -> int:
         return int(config.budget.model_params)
     if name in ALIAS_PARAMS:
         return ALIAS_PARAMS[name]
-    stored = count_parameters(Path(name).expanduser())
+    try:
+        stored = count_parameters(Path(name).expanduser())
+    except ValueError as err:
+        raise BudgetError(f"generator.model={name!r}: {err}; re-download or re-save it") from None
     if stored:
         return stored
     match = _SIZE_IN_NAME.search(Path(name).name)

@@ -147,7 +147,8 @@ def model_fingerprint(model: str) -> str:
 def count_parameters(model: str | Path | None, recursive: bool = False) -> int | None:
     """Parameters stored in a local folder's safetensors files, read from their headers only
     (8-byte little-endian length + JSON of tensor shapes); None for a hub id or a folder
-    without safetensors. ``recursive`` also counts sub-folders (sentence-transformers)."""
+    without safetensors. ``recursive`` also counts sub-folders (sentence-transformers). A
+    header that cannot be read is a ``ValueError`` naming the file."""
     if not model or not Path(model).is_dir():
         return None
     folder = Path(model)
@@ -156,7 +157,12 @@ def count_parameters(model: str | Path | None, recursive: bool = False) -> int |
         return None
     total = 0
     for file in files:
-        with file.open("rb") as handle:
-            header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
-        total += sum(math.prod(t["shape"]) for k, t in header.items() if k != "__metadata__")
+        try:
+            with file.open("rb") as handle:
+                header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
+            total += sum(math.prod(t["shape"]) for k, t in header.items() if k != "__metadata__")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise ValueError(
+                f"{file.name} is corrupt or truncated (its header is unreadable)"
+            ) from None
     return total
