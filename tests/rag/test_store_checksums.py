@@ -77,9 +77,7 @@ def test_an_entry_from_before_checksums_is_checked_then_adopted(entry, caplog):
     assert (entry / CHECKSUMS_FILE).is_file()
 
 
-def test_atomic_writes_fsync_the_file_before_the_rename_and_the_folder_after(
-    tmp_path, monkeypatch
-):
+def test_atomic_writes_fsync_the_file_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
     events: list[str] = []
     real_fsync, real_replace, real_rename = os.fsync, os.replace, os.rename
 
