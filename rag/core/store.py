@@ -66,12 +66,18 @@ def verify_checksums(folder: Path) -> None:
         listing = json.loads((folder / CHECKSUMS_FILE).read_text())
     except (OSError, ValueError) as err:
         raise CorruptEntryError(f"{CHECKSUMS_FILE} unreadable: {err}") from None
+    verify_files(folder, listing, CHECKSUMS_FILE)
+
+
+def verify_files(folder: Path, listing: dict, source: str) -> None:
+    """Raise ``CorruptEntryError`` unless each ``{name: {"bytes", "sha256"}}`` of ``listing``
+    (read from ``source``) is in ``folder`` with that size and sha256."""
     for name, expected in listing.items():
         file = folder / name
         if not file.is_file() or file.stat().st_size != expected["bytes"]:
             raise CorruptEntryError(f"{name} is missing or has the wrong size (truncated?)")
         if file_sha256(file) != expected["sha256"]:
-            raise CorruptEntryError(f"{name} does not match its sha256 in {CHECKSUMS_FILE}")
+            raise CorruptEntryError(f"{name} does not match the sha256 in {source}")
 
 
 def check_safetensors_length(file: Path) -> None:

@@ -23,7 +23,13 @@ import numpy as np
 
 from rag.core.cache import content_key
 from rag.core.pause import pause_point
-from rag.core.store import DEFAULT_LOCK_TIMEOUT_S, CorruptEntryError, file_sha256, get_or_build
+from rag.core.store import (
+    DEFAULT_LOCK_TIMEOUT_S,
+    CorruptEntryError,
+    file_sha256,
+    get_or_build,
+    verify_files,
+)
 from rag.core.types import Chunk
 from rag.retrieval.embedder import Embedder
 from rag.retrieval.embeddings import DEFAULT_BATCH_ROWS, cached_embeddings, embeddings_key
@@ -246,12 +252,7 @@ def load_entry(path: Path, key: str, chunks: list[Chunk], dimension: int) -> Chu
         raise CorruptEntryError(f"manifest unreadable: {err}") from None
     if manifest.get("key") != key:
         raise CorruptEntryError(f"manifest key {manifest.get('key')!r} is not the entry's key")
-    for name, expected in files.items():
-        file = path / name
-        if not file.is_file() or file.stat().st_size != expected["bytes"]:
-            raise CorruptEntryError(f"{name} is missing or has the wrong size (truncated?)")
-        if file_sha256(file) != expected["sha256"]:
-            raise CorruptEntryError(f"{name} does not match the sha256 in the manifest")
+    verify_files(path, files, "the manifest")
     try:
         index = faiss.read_index(str(path / INDEX_FILE))
         labels = np.load(path / LABELS_FILE)

@@ -56,7 +56,7 @@ def test_truncated_flipped_and_missing_files_fail(entry):
     flipped = bytearray(original)
     flipped[-1] ^= 0x01
     weights.write_bytes(bytes(flipped))
-    with pytest.raises(CorruptEntryError, match="does not match its sha256"):
+    with pytest.raises(CorruptEntryError, match="does not match the sha256"):
         verify_checksums(entry)
     weights.unlink()
     with pytest.raises(CorruptEntryError, match="missing"):
