@@ -9,6 +9,7 @@ from costing.measurement import ArmMeasurement, ModelFacts
 from costing.report import build_cost_report
 from evaluate.arms.answering import Prediction
 from evaluate.arms.registry import arm as arm_spec
+from evaluate.arms.registry import resolved
 from evaluate.config.schema import Config, cost_settings
 from evaluate.pipeline.stages import Stages
 from rag.core.cache import count_parameters
@@ -40,8 +41,13 @@ def evaluation_costs(
     return lines
 
 
-def arm_measurement(arm: str, preds: list[Prediction], stages: Stages) -> ArmMeasurement:
-    spec = arm_spec(arm)
+def arm_measurement(
+    arm: str, preds: list[Prediction], stages: Stages, config: Config | None = None
+) -> ArmMeasurement:
+    # a composite arm depends on what its parts depend on
+    spec = resolved(arm, config) if config is not None else arm_spec(arm)
+    # a modelled network round trip (the cascade's) is waiting, not device time
+    network_s = [(p.cascade or {}).get("network_s", 0.0) for p in preds]
     one_time: dict[str, float] = {}
     if spec.retrieves:
         one_time["index"] = stages.index.build_s
@@ -52,13 +58,16 @@ def arm_measurement(arm: str, preds: list[Prediction], stages: Stages) -> ArmMea
     return ArmMeasurement(
         name=arm,
         one_time_seconds=one_time,
-        query_seconds=[p.request_s for p in preds],
+        query_seconds=[p.request_s - n for p, n in zip(preds, network_s, strict=True)],
         ttft_s=[p.ttft_s for p in preds],
         tpot_s=[p.tpot_s for p in preds],
         input_tokens=[p.input_tokens for p in preds],
         output_tokens=[p.output_tokens for p in preds],
         correct=[p.contains > 0 for p in preds],
-        retrieval_seconds=[p.request_s - p.e2e_s for p in preds],  # retrieval + prompt build
+        # retrieval + prompt build (for the cascade: everything before the final generation)
+        retrieval_seconds=[
+            p.request_s - n - p.e2e_s for p, n in zip(preds, network_s, strict=True)
+        ],
         train_tokens=int(stages.adapter.result.tokens) if spec.tuned else 0,
         measured_energy_kwh=_measured(spec, stages),
     )
@@ -121,7 +130,7 @@ def cost_report(
         bytes_per_param=4.0,
         kv_bytes_per_token=_kv_bytes_per_token(model_path, n_params),
     )  # every generator here runs in float32
-    arms = [arm_measurement(arm, preds, stages) for arm, preds in predictions.items()]
+    arms = [arm_measurement(arm, preds, stages, config) for arm, preds in predictions.items()]
     report = build_cost_report(arms, model, cost_settings(config), config.costing)
     evaluation = evaluation_costs(config, predictions)
     if evaluation:

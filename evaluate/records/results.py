@@ -240,6 +240,10 @@ def arm_metrics(results: dict[str, Any]) -> dict[str, float]:
         for key, value in figures["tokens"].items():
             metrics[f"tokens/{arm}/{key}"] = value
         metrics.update(_cost_metrics(arm, figures.get("cost")))
+        if figures.get("cascade"):  # the cascade's escalation and threshold sweep
+            from evaluate.arms.cascade import sweep_metrics
+
+            metrics.update(sweep_metrics(arm, figures["cascade"]))
     metrics.update(cost_report_metrics(results.get("costing")))
     corpus = results["stages"]["corpus"]
     for key in ("documents", "train_questions", "eval_questions"):
@@ -388,5 +392,12 @@ def mirror_to_tracker(
 
 
 def flat_prediction(row: dict[str, Any]) -> dict[str, Any]:
-    """A predictions-table row with list cells joined, so the MLflow table view shows them."""
-    return {k: " | ".join(map(str, v)) if isinstance(v, list) else v for k, v in row.items()}
+    """A predictions-table row with list cells joined and record cells (the cascade's) spread
+    into ``<key>.<field>`` columns, so the MLflow table view shows them."""
+    flat: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = " | ".join(map(str, value)) if isinstance(value, list) else value
+    return flat
