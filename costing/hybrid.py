@@ -168,7 +168,9 @@ class CascadeQuestion:
     cloud_s: float  # cloud device seconds: the cloud request (paid only when escalated)
 
 
-_COST_FIELDS = ("usd", "co2_kg", "energy_kwh", "seconds")
+# co2_kg (operational + embodied) is unknown where the catalog row has no embodied figure; the
+# operational part is kept beside it
+_COST_FIELDS = ("usd", "co2_kg", "co2_operational_kg", "energy_kwh", "seconds")
 
 
 def cascade_point(

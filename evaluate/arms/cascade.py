@@ -254,7 +254,7 @@ def sweep_metrics(arm: str, figures: dict[str, Any]) -> dict[str, float]:
         f"{arm}/confidence_unknown": float(figures["confidence_unknown"]),
     }
     for tier, cost in figures["per_1k_queries"].items():
-        for key in ("usd", "co2_kg"):
+        for key in ("usd", "co2_kg", "co2_operational_kg"):
             if cost.get(key) is not None:
                 metrics[f"cost/{arm}/{tier}_{key}_per_1k_queries"] = float(cost[key])
     for i, point in enumerate(figures["sweep"]):
@@ -267,6 +267,7 @@ def sweep_metrics(arm: str, figures: dict[str, Any]) -> dict[str, float]:
             "latency_p95_s": point["latency_p95_s"],
             "usd_per_1k_queries": total["usd"],
             "co2_kg_per_1k_queries": total["co2_kg"],
+            "co2_operational_kg_per_1k_queries": total["co2_operational_kg"],
             "end_point": {"edge_only": 0.0, "threshold": 0.5, "cloud_only": 1.0}[point["point"]],
         }
         metrics.update({f"{prefix}/{k}": float(v) for k, v in values.items() if v is not None})

@@ -175,9 +175,16 @@ def plot_cascade(run: RunRecord, out_dir: Path, arm: str = "cascade") -> Path | 
         )
     if not points:
         return None
+    co2 = "co2_kg_per_1k_queries"
+    if not any(co2 in p for p in points):  # no embodied figure for the device: operational only
+        co2 = "co2_operational_kg_per_1k_queries"
     panels = [
         ("usd_per_1k_queries", "USD per 1,000 queries (measured)"),
-        ("co2_kg_per_1k_queries", "kg CO2e per 1,000 queries (measured)"),
+        (
+            co2,
+            "kg CO2e per 1,000 queries (measured"
+            + (")" if "operational" not in co2 else ", operational)"),
+        ),
         ("latency_p95_s", "p95 latency, s (measured; round trip modelled)"),
     ]
     plt = _pyplot()
