@@ -1,5 +1,6 @@
 """The cascade arm through the entry point: added after its edge and cloud arms, it reuses their
-journaled answers (nothing is generated again), and its sweep's end points are those arms."""
+journaled answers (nothing is generated again), its sweep's end points are those arms, and the
+sweep reaches MLflow and the report's plot."""
 
 from __future__ import annotations
 
@@ -17,12 +18,13 @@ COMMON = [
     "qa.max_eval_questions=4",
     "eval.throughput_batch_size=0",
     "eval.semantic_similarity=false",
-    "tracking=none",
 ]
 
 
 def test_cascade_reuses_the_journaled_answers_of_its_arms(tmp_path):
-    first = ragtune(tmp_path, *COMMON, "eval.arms=[finetune,finetune_rag]", "hydra.run.dir=one")
+    first = ragtune(
+        tmp_path, *COMMON, "tracking=none", "eval.arms=[finetune,finetune_rag]", "hydra.run.dir=one"
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     second = ragtune(
         tmp_path,
@@ -30,6 +32,7 @@ def test_cascade_reuses_the_journaled_answers_of_its_arms(tmp_path):
         "eval.arms=[finetune,finetune_rag,cascade]",
         "eval.cascade.threshold=-1e9",  # below every log-prob: nothing escalates
         "hydra.run.dir=two",
+        f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
     )
     assert second.returncode == 0, second.stderr[-3000:]
     log = (tmp_path / "two/ragtune.log").read_text()
@@ -65,3 +68,25 @@ def test_cascade_reuses_the_journaled_answers_of_its_arms(tmp_path):
     assert len(sweep) == len(distinct) + 2
     # one-time cost: the cascade depends on the index and the adapter of its parts
     assert set(arms["cascade"]["cost"]["one_time"]) == {"index", "train"}
+
+    # MLflow: the sweep as metrics, the decisions in the predictions table; the report's plot
+    from mlflow.tracking import MlflowClient
+
+    from evaluate.report import main as report_main
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
+    metrics = run.data.metrics
+    last = f"cascade/sweep/{len(sweep) - 1:02d}"
+    assert metrics["cascade/sweep/00/accuracy"] == sweep[0]["accuracy"]
+    assert metrics[f"{last}/escalation_rate"] == 1.0
+    assert metrics[f"{last}/usd_per_1k_queries"] == pytest.approx(
+        sweep[-1]["per_1k_queries"]["total"]["usd"]
+    )
+    table = client.download_artifacts(run.info.run_id, "predictions.json", str(tmp_path))
+    assert "cascade.escalated" in json.loads(open(table).read())["columns"]
+    out = tmp_path / "report"
+    assert report_main(["--experiment", "smoke", "--tracking-uri", uri, "--out", str(out)]) == 0
+    assert (out / "cascade_sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "cascade_sweep.png" in (out / "report.md").read_text()

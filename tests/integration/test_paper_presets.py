@@ -49,7 +49,7 @@ def test_dong_xie_preset_reports_the_hybrid_edge_cloud_scenario(tmp_path):
     assert both["accuracy"] == pytest.approx(0.8 * edge["accuracy"] + 0.2 * cloud["accuracy"])
     assert edge["accuracy"] == pytest.approx(results["arms"]["finetune"]["accuracy"]["contains"])
     assert set(report["projections"]["rag"]) == {"cpu-2core", "l4", "a100-80gb", "h100-sxm"}
-    assert report["arms"]["rag"]["traffic"]["queries_per_day"] == 10000
+    assert results["arms"]["rag"]["cost"]["traffic"]["queries_per_day"] == 10000
     # the measured cascade: edge tier projected onto a CPU row, cloud tier onto an H100
     cascade = results["arms"]["cascade"]["cascade"]
     assert cascade["projection"]["cloud_device"] == "h100-sxm"
