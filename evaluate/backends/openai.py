@@ -33,7 +33,7 @@ import os
 import re
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -136,6 +136,7 @@ class EndpointGenerator:
                 "temperature": 0,
                 "stream": True,
                 "stream_options": {"include_usage": True},
+                "logprobs": True,  # token log-probs where the server supports them (cascade)
             }
         ).encode()
         try:
@@ -222,6 +223,7 @@ class _Stream:
     finish_time: float | None
     completion_tokens: int | None
     prompt_tokens: int | None
+    logprobs: list[float] = field(default_factory=list)  # choices[].logprobs.content[].logprob
 
     def to_generation(self, started: float) -> EndpointGeneration:
         times = self.token_times or ([self.finish_time] if self.finish_time is not None else [])
@@ -241,6 +243,7 @@ class _Stream:
             tpot_s=tpot_s,
             e2e_s=e2e_s,
             tokens_from_usage=from_usage,
+            token_logprobs=self.logprobs or None,
         )
 
 
@@ -293,6 +296,9 @@ def _read_stream(response, url: str) -> _Stream:
             if content:
                 stream.text_parts.append(content)
                 stream.token_times.append(now)
+            for item in (choice.get("logprobs") or {}).get("content") or []:
+                if isinstance(item, dict) and isinstance(item.get("logprob"), int | float):
+                    stream.logprobs.append(float(item["logprob"]))
             if choice.get("finish_reason") and stream.finish_time is None:
                 stream.finish_time = now
         usage = chunk.get("usage")

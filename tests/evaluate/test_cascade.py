@@ -189,3 +189,30 @@ def test_bad_cascade_settings_fail_at_config_time(overrides, message):
     validate(
         _config("eval.arms=[closed_book,finetune,cascade]", "eval.cascade.cloud_arm=closed_book")
     )
+
+
+def test_endpoint_stream_log_probs_are_collected():
+    import io
+    import json
+
+    from evaluate.backends.openai import _read_stream
+
+    def event(payload):
+        return f"data: {json.dumps(payload)}\n\n"
+
+    def delta(text, logprob):
+        content = [{"token": text, "logprob": logprob}]
+        choice = {"index": 0, "delta": {"content": text}, "logprobs": {"content": content}}
+        return event({"choices": [choice]})
+
+    body = delta("Town", -0.25) + delta(" 3", -1.5)
+    body += event({"choices": [], "usage": {"completion_tokens": 2, "prompt_tokens": 9}})
+    body += "data: [DONE]\n\n"
+    gen = _read_stream(io.BytesIO(body.encode()), "http://x").to_generation(0.0)
+    assert gen.text == "Town 3" and gen.token_logprobs == [-0.25, -1.5]
+    # a server without log-probs: None, so the cascade escalates (confidence unknown)
+    plain = event({"choices": [{"index": 0, "delta": {"content": "Town"}}]}) + "data: [DONE]\n\n"
+    assert (
+        _read_stream(io.BytesIO(plain.encode()), "http://x").to_generation(0.0).token_logprobs
+        is None
+    )
