@@ -11,14 +11,23 @@ Assumptions, stated in every result:
 - cost, energy and CO2 = edge + s * cloud per query; the network's own energy is not counted.
 With per-question confidences, the validated answers are those below a threshold and accuracy is
 counted question by question instead (``accuracy_with_mask``).
+
+The measured cascade (``cascade_sweep``) replaces the random share by a per-question decision:
+both tiers answered every question once, and for each threshold the escalated questions are those
+whose edge confidence is below it. Accuracy, escalation rate, device cost (edge seconds of every
+question + cloud seconds of the escalated ones, priced per tier) and latency (edge + round trip +
+cloud for escalated answers) are recomputed from those stored figures, with no new generation.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from costing import formulas
+from costing.cost import Rates
+from costing.measurement import mean, percentile
 from costing.settings import HybridSettings
 
 ASSUMPTIONS = (
@@ -92,11 +101,13 @@ def _summary(arm: ArmSummary, rtt_s: float) -> dict[str, Any]:
     }
 
 
-def validated_mask(confidences: list[float], threshold: float) -> list[bool]:
-    """Which answers go to the cloud: those whose edge confidence is below ``threshold``."""
-    limit = formulas.check_number("threshold", threshold)
+def validated_mask(confidences: list[float | None], threshold: float) -> list[bool]:
+    """Which answers go to the cloud: those whose edge confidence is below ``threshold``, and
+    those whose confidence is unknown (None). Confidences may be negative (log-probabilities)."""
+    limit = formulas.check_number("threshold", threshold, minimum=-math.inf)
     return [
-        formulas.check_number(f"confidences[{i}]", c) < limit for i, c in enumerate(confidences)
+        c is None or formulas.check_number(f"confidences[{i}]", c, minimum=-math.inf) < limit
+        for i, c in enumerate(confidences)
     ]
 
 
@@ -113,30 +124,129 @@ def accuracy_with_mask(
     return sum(hits) / len(hits)
 
 
+def arm_summary(
+    ledgers: dict[str, Any], projections: dict[str, Any], name: str, device: str
+) -> ArmSummary | str:
+    """An arm's per-query figures as measured (``device`` empty) or projected onto a catalog
+    device; a string saying why when the projection is unknown."""
+    ledger = ledgers[name]
+    cost = ledger["per_query"]["total"]
+    latency = cost["seconds"]
+    if device:
+        projected = projections[name][device.lower()]
+        if projected["per_query"] is None:
+            return f"arm {name!r} cannot be projected onto {device!r}: {projected['unknown']}"
+        cost, latency = projected["per_query"]["cost"], projected["per_query"]["query_s"]
+    usd, co2, kwh = cost["usd"], cost["co2_kg"], cost["energy_kwh"]
+    return ArmSummary(name, ledger["accuracy"], latency, usd, co2, kwh)
+
+
 def hybrid_from_report(
     ledgers: dict[str, Any], projections: dict[str, Any], config: HybridSettings
 ) -> dict[str, Any] | None:
     """The scenario for the configured arms, each as measured or projected onto a device."""
     if not config.enabled:
         return None
-
-    def summary(name: str, device: str) -> ArmSummary | str:
-        ledger = ledgers[name]
-        cost = ledger["per_query"]["total"]
-        latency = cost["seconds"]
-        if device:
-            projected = projections[name][device.lower()]
-            if projected["per_query"] is None:
-                return f"arm {name!r} cannot be projected onto {device!r}: {projected['unknown']}"
-            cost, latency = projected["per_query"]["cost"], projected["per_query"]["query_s"]
-        usd, co2, kwh = cost["usd"], cost["co2_kg"], cost["energy_kwh"]
-        return ArmSummary(name, ledger["accuracy"], latency, usd, co2, kwh)
-
-    edge = summary(config.edge_arm, config.edge_device)
-    cloud = summary(config.cloud_arm, config.cloud_device)
+    edge = arm_summary(ledgers, projections, config.edge_arm, config.edge_device)
+    cloud = arm_summary(ledgers, projections, config.cloud_arm, config.cloud_device)
     if isinstance(edge, str) or isinstance(cloud, str):
         return {"unknown": edge if isinstance(edge, str) else cloud}
     result = hybrid_edge_cloud(edge, cloud, config.validate_share, config.rtt_s)
     result["edge_device"] = config.edge_device or "as measured"
     result["cloud_device"] = config.cloud_device or "as measured"
     return result
+
+
+@dataclass
+class CascadeQuestion:
+    """One question as both tiers answered it (measured), and the edge answer's confidence."""
+
+    confidence: float | None  # None: unknown, so always escalated
+    edge_correct: bool
+    cloud_correct: bool
+    edge_s: float  # edge device seconds: the edge request and the escalation check
+    cloud_s: float  # cloud device seconds: the cloud request (paid only when escalated)
+
+
+# co2_kg (operational + embodied) is unknown where the catalog row has no embodied figure; the
+# operational part is kept beside it
+_COST_FIELDS = ("usd", "co2_kg", "co2_operational_kg", "energy_kwh", "seconds")
+
+
+def cascade_point(
+    questions: list[CascadeQuestion],
+    escalated: list[bool],
+    rtt_s: float,
+    edge_rates: Rates,
+    cloud_rates: Rates,
+) -> dict[str, Any]:
+    """Accuracy, escalation rate, latency and per-tier cost of one escalation decision."""
+    rtt = formulas.check_number("rtt_s", rtt_s)
+    n = len(questions)
+    accuracy = accuracy_with_mask(
+        [q.edge_correct for q in questions], [q.cloud_correct for q in questions], escalated
+    )
+    pairs = list(zip(questions, escalated, strict=True))
+    edge = edge_rates.cost(mean([q.edge_s for q in questions]))
+    cloud = cloud_rates.cost(math.fsum(q.cloud_s for q, up in pairs if up) / n)
+    waits = [q.edge_s + (rtt + q.cloud_s if up else 0.0) for q, up in pairs]
+
+    def per_1k(cost) -> dict[str, float | None]:
+        figures = cost.scaled(1000).to_dict()
+        return {key: figures[key] for key in _COST_FIELDS}
+
+    return {
+        "accuracy": accuracy,
+        "escalated": sum(escalated),
+        "escalation_rate": sum(escalated) / n,
+        "latency_p50_s": percentile(waits, 50),
+        "latency_p95_s": percentile(waits, 95),
+        "latency_mean_s": mean(waits),
+        "per_1k_queries": {
+            "edge": per_1k(edge),
+            "cloud": per_1k(cloud),
+            "total": per_1k(edge + cloud),
+        },
+    }
+
+
+def cascade_sweep(
+    questions: list[CascadeQuestion],
+    thresholds: list[float],
+    rtt_s: float,
+    edge_rates: Rates,
+    cloud_rates: Rates,
+    projected: tuple[ArmSummary, ArmSummary] | None = None,
+) -> list[dict[str, Any]]:
+    """The cascade at each threshold, between its end points edge-only (nothing escalated) and
+    cloud-only (everything escalated), recomputed from the stored per-question figures.
+
+    ``projected`` (the edge and cloud arms' per-query means on catalog devices) adds, per point,
+    the projected cost and mean latency: edge + escalation rate x (round trip + cloud), i.e.
+    ``hybrid_edge_cloud`` with the measured escalation rate and the counted accuracy."""
+    if not questions:
+        raise ValueError("cascade_sweep needs at least one question")
+    n = len(questions)
+    confidences = [q.confidence for q in questions]
+    decisions = [("edge_only", None, [False] * n)]
+    decisions += [("threshold", t, validated_mask(confidences, t)) for t in sorted(thresholds)]
+    decisions.append(("cloud_only", None, [True] * n))
+    points = []
+    for kind, threshold, escalated in decisions:
+        point = {"point": kind, "threshold": threshold}
+        point.update(cascade_point(questions, escalated, rtt_s, edge_rates, cloud_rates))
+        if projected is not None:
+            mixed = hybrid_edge_cloud(*projected, point["escalation_rate"], rtt_s)["hybrid"]
+            point["projected"] = {
+                "latency_mean_s": mixed["final_answer_latency_s"],
+                "usd_per_1k_queries": _thousand(mixed["usd_per_query"]),
+                "co2_kg_per_1k_queries": _thousand(mixed["co2_kg_per_query"]),
+                "energy_kwh_per_1k_queries": _thousand(mixed["energy_kwh_per_query"]),
+                "unknown": mixed["unknown"],
+            }
+        points.append(point)
+    return points
+
+
+def _thousand(value: float | None) -> float | None:
+    return None if value is None else value * 1000.0

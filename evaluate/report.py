@@ -21,6 +21,7 @@ from pathlib import Path
 
 from evaluate.records.plots import (
     plot_break_even,
+    plot_cascade,
     plot_latency_breakdown,
     plot_pareto,
     plot_self_hosted_vs_api,
@@ -142,6 +143,7 @@ def write_report(runs: list[RunRecord], title: str, out_dir: Path) -> Path:
         plot_latency_breakdown(latest, out_dir),
         plot_break_even(latest, out_dir),
         plot_self_hosted_vs_api(latest, out_dir),
+        plot_cascade(latest, out_dir),
     ]
     swept = swept_params(runs)
     plots += [plot_sweep(runs, key, out_dir) for key in swept]

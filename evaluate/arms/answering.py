@@ -89,6 +89,11 @@ class Prediction:
     judge_input_tokens: int = 0
     judge_output_tokens: int = 0
     judge_s: float = 0.0
+    # token-level confidence of the answer (natural-log probability per generated token); None:
+    # the backend reported no log-probs
+    logprob_mean: float | None = None
+    logprob_min: float | None = None
+    cascade: dict | None = None  # the cascade arm's per-question record (evaluate.arms.cascade)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -167,6 +172,10 @@ def _generated(arm, qa, generator, retriever, messages, retrieval, built) -> Pre
             e2e_s=gen.e2e_s,
             request_s=gen.e2e_s,
         )
+        logprobs = getattr(gen, "token_logprobs", None)
+        if logprobs:
+            prediction.logprob_mean = math.fsum(logprobs) / len(logprobs)
+            prediction.logprob_min = min(logprobs)
         score(prediction, qa)
     if retrieval is not None:
         _add_retrieval(prediction, qa, retrieval, built, retriever.top_k)

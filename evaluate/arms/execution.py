@@ -13,6 +13,7 @@ from typing import Any
 from evaluate.arms.answering import ContextSettings, Prediction, messages_for, run_arm
 from evaluate.arms.journal import AnswerJournal, journal_path
 from evaluate.arms.registry import arm as arm_spec
+from evaluate.arms.registry import composer, is_composite
 from evaluate.backends.registry import is_remote, make_generator
 from evaluate.config.schema import Config
 from evaluate.scoring.metrics import semantic_similarity
@@ -123,8 +124,9 @@ def run_all_arms(
 ) -> tuple[dict[str, list[Prediction]], dict[str, Any]]:
     """Answer the questions with every configured arm; returns predictions and throughput.
     ``oracle`` (a ``rag.retrieval.oracle.OracleRetriever``) serves the oracle-context arm;
-    ``style`` is the prompt's instruction and few-shot examples."""
-    arms = list(config.eval.arms)
+    ``style`` is the prompt's instruction and few-shot examples. Composite arms (the cascade)
+    are composed afterwards from these arms' answers."""
+    arms = [a for a in config.eval.arms if not is_composite(a)]
     context = context_settings(config, style)
     predictions: dict[str, list[Prediction]] = {}
     throughput: dict[str, Any] = {}
@@ -171,7 +173,11 @@ def run_all_arms(
             generator.close()
             del generator
             gc.collect()
-    return {arm: predictions[arm] for arm in arms}, throughput
+    for arm in config.eval.arms:  # composite arms combine the answers above; nothing generates
+        if is_composite(arm):
+            predictions[arm] = composer(arm).compose(config, predictions, questions, retriever)
+            throughput[arm] = None
+    return {arm: predictions[arm] for arm in config.eval.arms}, throughput
 
 
 def journaled_throughput(

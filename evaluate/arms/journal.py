@@ -24,7 +24,7 @@ from rag.core.types import QAPair
 
 logger = logging.getLogger(__name__)
 
-JOURNAL_FORMAT = "answers-v1"  # bump when a journal line's meaning changes
+JOURNAL_FORMAT = "answers-v2"  # bump when a journal line's meaning changes (v2: log-probs)
 # Test hook, read only here: the process SIGKILLs itself after journaling this many answers, to
 # test resuming after a kill (tests/evaluate/test_eval_resume.py). Unset in normal use.
 KILL_AFTER_ENV = "RAGTUNE_TEST_KILL_AFTER_ANSWERS"

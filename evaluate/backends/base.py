@@ -51,6 +51,8 @@ class Generation:
     ttft_s: float
     tpot_s: float
     e2e_s: float
+    # natural-log probability of each generated token; None where the backend gives none
+    token_logprobs: list[float] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -168,6 +168,7 @@ class EndpointGenerator:
             "temperature": self.temperature,
             "stream": True,
             "stream_options": {"include_usage": True},
+            "logprobs": True,  # token log-probs where the server supports them (the cascade)
         }
         if self.stop:
             request["stop"] = self.stop
@@ -223,6 +224,7 @@ class EndpointGenerator:
             e2e_s=e2e_s,
             tokens_from_usage=source == "usage",
             token_source=source,
+            token_logprobs=answer.logprobs or None,
         )
 
     def _output_tokens(self, answer: StreamedAnswer) -> tuple[int, str]:

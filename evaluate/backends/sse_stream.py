@@ -47,6 +47,7 @@ class StreamedAnswer:
     completion_tokens: int | None = None  # from usage, when the server sent it
     prompt_tokens: int | None = None
     ended_with_done: bool = False
+    logprobs: list[float] = field(default_factory=list)  # choices[].logprobs.content[].logprob
 
     @property
     def text(self) -> str:
@@ -135,6 +136,10 @@ def _add_chunk(answer: StreamedAnswer, chunk: dict, now: float) -> None:
         if isinstance(content, str) and content:
             answer.text_parts.append(content)
             answer.piece_times_s.append(now)
+        logprobs = choice.get("logprobs")
+        for item in (logprobs.get("content") if isinstance(logprobs, dict) else None) or []:
+            if isinstance(item, dict) and isinstance(item.get("logprob"), int | float):
+                answer.logprobs.append(float(item["logprob"]))
         reason = choice.get("finish_reason")
         if reason and answer.finish_reason is None:
             answer.finish_reason, answer.finish_time_s = str(reason), now

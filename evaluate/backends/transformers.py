@@ -129,9 +129,11 @@ class ChatGenerator:
                 pad_token_id=self.tokenizer.pad_token_id,
                 streamer=clock,
                 **self._decoding(),
+                return_dict_in_generate=True,
+                output_logits=True,  # raw logits: the token log-probs a cascade escalates on
             )
         prompt_len = inputs["input_ids"].shape[1]
-        new_ids = output[0][prompt_len:]
+        new_ids = output.sequences[0][prompt_len:]
         text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
         for stop in self.stop:
             if text.endswith(stop):
@@ -144,7 +146,21 @@ class ChatGenerator:
         ttft_s = clock.token_times[0] - started
         e2e_s = clock.token_times[-1] - started
         tpot_s = (e2e_s - ttft_s) / (n - 1) if n > 1 else 0.0
-        return Generation(text, int(prompt_len), n, ttft_s, tpot_s, e2e_s)
+        logprobs = token_logprobs(output.logits, new_ids)
+        return Generation(text, int(prompt_len), n, ttft_s, tpot_s, e2e_s, logprobs)
+
+
+def token_logprobs(step_logits, token_ids) -> list[float]:
+    """Natural-log probability of each generated token under the model's (greedy, unprocessed)
+    next-token distribution; computed once after generation, off the timed path."""
+    import torch
+
+    if not step_logits:
+        return []
+    logits = torch.stack([step[0] for step in step_logits]).float()  # (steps, vocab), batch 0
+    chosen = token_ids[: logits.shape[0]].to(logits.device).long()
+    picked = torch.log_softmax(logits, dim=-1).gather(1, chosen[:, None])[:, 0]
+    return [float(v) for v in picked]
 
 
 def from_config(config, model_path: str | None) -> ChatGenerator:

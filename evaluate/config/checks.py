@@ -13,7 +13,7 @@ import importlib.util
 import re
 from pathlib import Path
 
-from evaluate.arms.registry import ARM_NAMES, any_tuned, tuned_arms
+from evaluate.arms.registry import ARM_NAMES, any_tuned, composer, tuned_arms
 from evaluate.backends.registry import BACKEND_NAMES, backend, is_remote, unavailable_reason
 from evaluate.config.schema import (
     Config,
@@ -45,6 +45,10 @@ def validate(cfg: Config) -> None:
     for arm in arms:
         _check(arm in ARM_NAMES, "eval.arms", arm, f"one of {list(ARM_NAMES)}")
     _check(len(set(arms)) == len(arms), "eval.arms", arms, "no repeated arm")
+    for arm in arms:  # a composite arm checks its own settings (and that its parts run)
+        module = composer(arm)
+        if module is not None:
+            module.check(cfg)
     _check(cfg.eval.warmup_requests >= 0, "eval.warmup_requests", cfg.eval.warmup_requests, ">= 0")
     _validate_corpus(cfg)
     mq = cfg.qa.max_eval_questions

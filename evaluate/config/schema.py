@@ -115,6 +115,25 @@ class FinetuneConfig(LoraSettings):
 
 
 @dataclass
+class CascadeConfig:
+    """The cascade arm (evaluate/arms/cascade.py): the edge arm answers; an answer whose
+    confidence is below ``threshold`` is escalated to the cloud arm."""
+
+    edge_arm: str = "finetune"
+    cloud_arm: str = "finetune_rag"
+    # logprob_mean | logprob_min: mean / lowest natural-log probability of the edge answer's
+    # tokens (<= 0); retrieval: share of the edge answer's words found in the top-k chunks (0-1)
+    rule: str = "logprob_mean"
+    threshold: float = -0.5  # escalate when confidence < threshold
+    # thresholds of the sweep recomputed from the stored confidences; []: every distinct
+    # confidence observed (the whole curve)
+    thresholds: list[float] = field(default_factory=list)
+    rtt_s: float = 0.1  # edge-cloud network round trip added to escalated answers (modelled)
+    edge_device: str = ""  # catalog row to project the edge tier onto ("" : none)
+    cloud_device: str = ""  # catalog row to project the cloud tier onto ("" : none)
+
+
+@dataclass
 class EvalConfig:
     arms: list[str] = field(default_factory=lambda: list(DEFAULT_ARMS))
     warmup_requests: int = 1  # per arm, excluded from every statistic
@@ -138,6 +157,7 @@ class EvalConfig:
     few_shot: int = 0  # worked examples (training questions + answers) before each question
     instruction: str | None = None  # the prompt's instruction; null: rag.core.prompts
     judge: JudgeConfig = field(default_factory=JudgeConfig)
+    cascade: CascadeConfig = field(default_factory=CascadeConfig)
 
 
 @dataclass

@@ -28,7 +28,7 @@ from pathlib import Path
 from costing import formulas
 from costing.catalog import Hardware, find_hardware, load_hardware_catalog
 from costing.rates import measuring_rates
-from evaluate.arms.registry import any_retrieves, any_tuned
+from evaluate.arms.registry import any_retrieves, any_tuned, is_composite
 from evaluate.arms.registry import arm as arm_spec
 from evaluate.backends.registry import is_remote
 from evaluate.config.schema import Config, cost_settings
@@ -219,7 +219,7 @@ def _hours_stage(config: Config, hw: Hardware, n: int, work: Workload) -> dict[s
         context = min(context, r.context_budget_tokens)
     decode_s = formulas.decode_seconds_per_token(n * BYTES_PER_PARAM, bandwidth, util)
     for arm in arms:
-        if is_remote(g.backend):  # generated remotely: priced by the endpoint, not here
+        if is_remote(g.backend) or is_composite(arm):  # remote, or nothing generated here
             continue
         prompt = base_prompt + (context if arm_spec(arm).retrieves else 0.0)
         prefill_h = compute_h(formulas.forward_flops(n, prompt))

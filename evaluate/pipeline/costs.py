@@ -10,6 +10,7 @@ from costing.measurement import ArmMeasurement, ModelFacts
 from costing.report import build_cost_report
 from evaluate.arms.answering import Prediction
 from evaluate.arms.registry import arm as arm_spec
+from evaluate.arms.registry import resolved
 from evaluate.backends.registry import weight_format
 from evaluate.config.schema import Config, GeneratorConfig, cost_settings
 from evaluate.pipeline.stages import Stages
@@ -42,8 +43,13 @@ def evaluation_costs(
     return lines
 
 
-def arm_measurement(arm: str, preds: list[Prediction], stages: Stages) -> ArmMeasurement:
-    spec = arm_spec(arm)
+def arm_measurement(
+    arm: str, preds: list[Prediction], stages: Stages, config: Config | None = None
+) -> ArmMeasurement:
+    # a composite arm depends on what its parts depend on
+    spec = resolved(arm, config) if config is not None else arm_spec(arm)
+    # a modelled network round trip (the cascade's) is waiting, not device time
+    network_s = [(p.cascade or {}).get("network_s", 0.0) for p in preds]
     one_time: dict[str, float] = {}
     if spec.retrieves:
         one_time["index"] = stages.index.build_s
@@ -55,13 +61,16 @@ def arm_measurement(arm: str, preds: list[Prediction], stages: Stages) -> ArmMea
     return ArmMeasurement(
         name=arm,
         one_time_seconds=one_time,
-        query_seconds=query_s,
+        query_seconds=[q - n for q, n in zip(query_s, network_s, strict=True)],
         ttft_s=ttft_s,
         tpot_s=tpot_s,
         input_tokens=[p.input_tokens for p in preds],
         output_tokens=[p.output_tokens for p in preds],
         correct=[p.contains > 0 for p in preds],
-        retrieval_seconds=[p.request_s - p.e2e_s for p in preds],  # retrieval + prompt build
+        # retrieval + prompt build (for the cascade: everything before the final generation)
+        retrieval_seconds=[
+            p.request_s - n - p.e2e_s for p, n in zip(preds, network_s, strict=True)
+        ],
         train_tokens=int(stages.adapter.result.tokens) if spec.tuned else 0,
         measured_energy_kwh=_measured(spec, stages),
         failed=[p.error is not None for p in preds],
@@ -195,7 +204,7 @@ def cost_report(
         bytes_per_param=bytes_per_param,
         kv_bytes_per_token=_kv_bytes_per_token(model_path, n_params),
     )
-    arms = [arm_measurement(arm, preds, stages) for arm, preds in predictions.items()]
+    arms = [arm_measurement(arm, preds, stages, config) for arm, preds in predictions.items()]
     report = build_cost_report(arms, model, cost_settings(config), config.costing)
     report["weights"] = {"dtype": dtype, "bytes_per_param": bytes_per_param}
     evaluation = evaluation_costs(config, predictions)

@@ -16,7 +16,7 @@ import yaml
 
 from evaluate.arms.answering import Prediction
 from evaluate.arms.execution import add_semantic_similarity, run_all_arms
-from evaluate.arms.registry import any_retrieves, any_tuned
+from evaluate.arms.registry import any_retrieves, any_tuned, composer
 from evaluate.arms.registry import arm as arm_spec
 from evaluate.backends.registry import is_remote
 from evaluate.config.schema import Config, ConfigError
@@ -259,7 +259,7 @@ def summarise(
     None when the report could not be made."""
     ledgers = (report or {}).pop("arms", {})
     e = config.eval
-    return {
+    arms = {
         arm: {
             "accuracy": accuracy_summary(preds),
             "accuracy_ci": accuracy_intervals(preds, e.seed, e.bootstrap_resamples),
@@ -272,6 +272,11 @@ def summarise(
         }
         for arm, preds in predictions.items()
     }
+    for arm, preds in predictions.items():  # a composite arm's own figures (the cascade's sweep)
+        module = composer(arm)
+        if module is not None and hasattr(module, "summary"):
+            arms[arm][arm] = module.summary(config, preds, {**(report or {}), "arms": ledgers})
+    return arms
 
 
 def run_experiment(config: Config, resolved: dict[str, Any], output_dir: Path) -> dict[str, Any]:

@@ -319,3 +319,51 @@ def plot_self_hosted_vs_api(run: RunRecord, out_dir: Path) -> Path | None:
     ax.set_title("Self-hosted versus API")
     ax.legend(fontsize=7)
     return _save(fig, out_dir / "self_hosted_vs_api.png")
+
+
+def plot_cascade(run: RunRecord, out_dir: Path, arm: str = "cascade") -> Path | None:
+    """The cascade's threshold sweep (metrics ``<arm>/sweep/NN/...``): accuracy against USD and
+    kg CO2e per 1,000 queries and p95 latency, from edge-only (square) to cloud-only (triangle)."""
+    points = []
+    for i in range(1000):
+        prefix = f"{arm}/sweep/{i:02d}"
+        if f"{prefix}/accuracy" not in run.metrics:
+            break
+        points.append(
+            {k.rsplit("/", 1)[1]: v for k, v in run.metrics.items() if k.startswith(prefix + "/")}
+        )
+    if not points:
+        return None
+    co2 = "co2_kg_per_1k_queries"
+    if not any(co2 in p for p in points):  # no embodied figure for the device: operational only
+        co2 = "co2_operational_kg_per_1k_queries"
+    panels = [
+        ("usd_per_1k_queries", "USD per 1,000 queries (measured)"),
+        (
+            co2,
+            "kg CO2e per 1,000 queries (measured"
+            + (")" if "operational" not in co2 else ", operational)"),
+        ),
+        ("latency_p95_s", "p95 latency, s (measured; round trip modelled)"),
+    ]
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(13, 4), sharey=True)
+    for ax, (key, label) in zip(axes, panels, strict=True):
+        shown = [p for p in points if key in p]
+        ax.plot([p[key] for p in shown], [p["accuracy"] for p in shown], marker=".", color="C0")
+        for p in shown:
+            end = p.get("end_point")
+            if end in (0.0, 1.0):
+                marker, name = ("s", "edge only") if end == 0.0 else ("^", "cloud only")
+                ax.scatter(p[key], p["accuracy"], marker=marker, s=60, color="C3", zorder=3)
+                ax.annotate(
+                    name,
+                    (p[key], p["accuracy"]),
+                    textcoords="offset points",
+                    xytext=(4, 4),
+                    fontsize=8,
+                )
+        ax.set_xlabel(label)
+    axes[0].set_ylabel("accuracy (contains)")
+    fig.suptitle(f"{arm}: accuracy against cost and latency over the escalation threshold")
+    return _save(fig, out_dir / f"{arm}_sweep.png")

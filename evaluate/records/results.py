@@ -353,6 +353,11 @@ def job_run_metrics(results: dict[str, Any]) -> dict[str, float]:
         )
     for key in ("lost_to_retrieval_points", "lost_to_reader_points"):
         _put(metrics, f"diagnosis/{key}", (results.get("diagnosis") or {}).get(key))
+    for arm, figures in results["arms"].items():
+        if figures.get("cascade"):  # the cascade's escalation and threshold sweep
+            from evaluate.arms.cascade import sweep_metrics
+
+            metrics.update(sweep_metrics(arm, figures["cascade"]))
     # self-hosted versus API, per arm and API model (the report's table and plot read them)
     metrics.update(tokenomics_metrics((results.get("costing") or {}).get("self_hosted_vs_api")))
     # one break-even per pair, in USD: the CO2 and energy crossings are the same query count
@@ -458,5 +463,12 @@ def mirror_to_tracker(
 
 
 def flat_prediction(row: dict[str, Any]) -> dict[str, Any]:
-    """A predictions-table row with list cells joined, so the MLflow table view shows them."""
-    return {k: " | ".join(map(str, v)) if isinstance(v, list) else v for k, v in row.items()}
+    """A predictions-table row with list cells joined and record cells (the cascade's) spread
+    into ``<key>.<field>`` columns, so the MLflow table view shows them."""
+    flat: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = " | ".join(map(str, value)) if isinstance(value, list) else value
+    return flat

@@ -48,8 +48,21 @@ def test_dong_xie_preset_reports_the_hybrid_edge_cloud_scenario(tmp_path):
     )
     assert both["accuracy"] == pytest.approx(0.8 * edge["accuracy"] + 0.2 * cloud["accuracy"])
     assert edge["accuracy"] == pytest.approx(results["arms"]["finetune"]["accuracy"]["contains"])
-    assert set(report["projections"]["rag"]) == {"l4", "a100-80gb", "h100-sxm"}
-    assert report["arms"]["rag"]["traffic"]["queries_per_day"] == 10000
+    assert set(report["projections"]["rag"]) == {"cpu-2core", "l4", "a100-80gb", "h100-sxm"}
+    assert results["arms"]["rag"]["cost"]["traffic"]["queries_per_day"] == 10000
+    # the measured cascade: edge tier projected onto a CPU row, cloud tier onto an H100
+    cascade = results["arms"]["cascade"]["cascade"]
+    assert cascade["projection"]["cloud_device"] == "h100-sxm"
+    assert cascade["projection"]["edge_device"] == "cpu-2core"
+    cloud_only = cascade["sweep"][-1]
+    assert cloud_only["point"] == "cloud_only" and cloud_only["escalation_rate"] == 1.0
+    edge_row = report["projections"]["finetune"]["cpu-2core"]["per_query"]["cost"]
+    cloud_row = report["projections"]["finetune_rag"]["h100-sxm"]["per_query"]["cost"]
+    assert cloud_only["projected"]["usd_per_1k_queries"] == pytest.approx(
+        1000 * (edge_row["usd"] + cloud_row["usd"])
+    )
+    escalated = [p["cascade"]["escalated"] for p in results["predictions"] if p["arm"] == "cascade"]
+    assert cascade["escalation_rate"] == sum(escalated) / len(escalated)
 
 
 def test_ovadia_preset_fine_tunes_on_documents_only(tmp_path):
