@@ -26,7 +26,7 @@ def _pip_lines(target: str, tmp_path: Path) -> list[str]:
 
 def test_make_run_installs_no_dev_extras(tmp_path):
     lines = _pip_lines("run", tmp_path)
-    assert any(line.endswith("pip install -e .") for line in lines)
+    assert any("pip install -e ." in line for line in lines)
     assert not any("[dev]" in line or "[sweeps]" in line for line in lines)
 
 

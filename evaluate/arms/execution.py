@@ -159,7 +159,7 @@ def run_all_arms(
                     context,
                     config.eval.max_failure_rate,
                     journal,
-                    config.eval.answer_batch_size,
+                    _answer_batch_size(config),
                     config.eval.latency_questions,
                 )
                 throughput[arm] = (
@@ -209,6 +209,15 @@ def journaled_throughput(
     if result is not None:
         atomic_write_text(path, json.dumps(result))
     return result
+
+
+def _answer_batch_size(config: Config) -> int:
+    """Batched answers are greedy and stop at EOS only: sampling (generator.temperature > 0)
+    or stop strings answer one question at a time."""
+    g = config.generator
+    if g.temperature or g.stop:
+        return 1
+    return config.eval.answer_batch_size
 
 
 class _LazyGenerator:

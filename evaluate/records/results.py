@@ -104,7 +104,12 @@ def evaluation_summary(predictions: list[Prediction]) -> dict[str, Any]:
     from evaluate.arms.judge import judge_usage
 
     reasons = Counter(p.failure_reason or "unknown" for p in predictions if p.error is not None)
+    compared = [p.batched_answer_matches for p in predictions]
+    compared = [c for c in compared if c is not None]
     return {
+        "latency_questions": sum(p.latency_measured and p.error is None for p in predictions),
+        # batched greedy answers compared with batch-1 answers to the same (timed) questions
+        "batched_vs_batch1": {"compared": len(compared), "differ": compared.count(False)},
         "failures": sum(reasons.values()),
         "failure_reasons": dict(reasons.most_common()),
         "reused_answers": sum(p.reused for p in predictions),
@@ -113,8 +118,9 @@ def evaluation_summary(predictions: list[Prediction]) -> dict[str, Any]:
 
 
 def latency_table(predictions: list[Prediction]) -> dict[str, float]:
-    """Latency percentiles over the answered questions (failed ones have no timings)."""
-    predictions = [p for p in predictions if p.error is None]
+    """Latency percentiles over the answered, timed questions (failed ones have no timings;
+    batched accuracy-only answers, ``latency_measured`` false, are not batch-1 requests)."""
+    predictions = [p for p in predictions if p.error is None and p.latency_measured]
     table: dict[str, float] = {}
     if not predictions:
         return table
@@ -167,6 +173,11 @@ def environment() -> dict[str, str]:
             info[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             info[dist] = "not installed"
+    from rag.core.machine import cpu_flags, cpu_model, isa, torch_threads
+
+    info["cpu"] = cpu_model()
+    info["cpu_isa"] = ",".join(name for name, present in isa(cpu_flags()).items() if present)
+    info.update({key: str(value) for key, value in torch_threads().items()})
     return info
 
 

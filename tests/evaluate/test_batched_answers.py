@@ -122,3 +122,12 @@ def test_a_larger_latency_sample_times_journaled_batched_answers(generator, tmp_
     assert [p.latency_measured for p in first] == [True] + [False] * 5
     assert [p.latency_measured for p in again] == [True] * 3 + [False] * 3
     assert [p.reused for p in again] == [True, False, False, True, True, True]
+
+
+def test_sampling_or_stop_strings_answer_one_question_at_a_time(tmp_path):
+    from evaluate.arms.execution import _answer_batch_size
+    from tests.evaluate.test_eval_resume import _config
+
+    assert _answer_batch_size(_config(tmp_path)) == 8
+    assert _answer_batch_size(_config(tmp_path, "generator.temperature=0.7")) == 1
+    assert _answer_batch_size(_config(tmp_path, "eval.answer_batch_size=4")) == 4

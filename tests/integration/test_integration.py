@@ -360,4 +360,4 @@ def test_accuracy_from_batches_latency_from_a_batch1_sample(tmp_path):
         mean_ttft = sum(p["ttft_s"] for p in timed) / 2
         assert figures["latency"]["ttft_mean_s"] == pytest.approx(mean_ttft)
         assert figures["accuracy"]["questions"] == 6
-        assert figures["cost"]["per_query"]["usd"] > 0
+        assert figures["cost"]["per_query"]["total"]["usd"] > 0
