@@ -93,10 +93,11 @@ def test_identical_rerun_reuses_index_and_adapter(smoke_runs):
     assert answers == [(p["arm"], p["qa_id"], p["prediction"]) for p in r2["predictions"]]
 
 
-def test_mlflow_has_a_job_run_with_one_nested_run_per_arm(smoke_runs):
+def test_mlflow_has_a_job_run_with_one_nested_run_per_arm(smoke_runs, monkeypatch):
     from mlflow.tracking import MlflowClient
 
     cwd, *_ = smoke_runs
+    monkeypatch.chdir(cwd)  # artifact locations are relative to the store's folder
     results = json.loads((cwd / "outputs/smoke/first/results.json").read_text())
     client = MlflowClient(tracking_uri=f"sqlite:///{cwd / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("smoke")
