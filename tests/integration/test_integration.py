@@ -98,10 +98,11 @@ def test_identical_rerun_reuses_index_and_adapter(smoke_runs):
     assert answers == [(p["arm"], p["qa_id"], p["prediction"]) for p in r2["predictions"]]
 
 
-def test_mlflow_has_a_job_run_with_one_nested_run_per_arm(smoke_runs):
+def test_mlflow_has_a_job_run_with_one_nested_run_per_arm(smoke_runs, monkeypatch):
     from mlflow.tracking import MlflowClient
 
     cwd, *_ = smoke_runs
+    monkeypatch.chdir(cwd)  # artifact locations are relative to the store's folder
     results = json.loads((cwd / "outputs/smoke/first/results.json").read_text())
     client = MlflowClient(tracking_uri=f"sqlite:///{cwd / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("smoke")
@@ -239,12 +240,13 @@ def test_tracking_none_writes_results_only(tmp_path):
     assert list(json.loads(path.read_text())["arms"]) == ["closed_book"]
 
 
-def test_report_reads_runs_back_and_attaches_tables_and_plots(smoke_runs, tmp_path):
+def test_report_reads_runs_back_and_attaches_tables_and_plots(smoke_runs, tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
     from evaluate.report import main as report_main
 
     cwd, *_ = smoke_runs
+    monkeypatch.chdir(cwd)  # artifact locations are relative to the store's folder
     uri = f"sqlite:///{cwd / 'mlflow.db'}"
     out = tmp_path / "report"
     assert report_main(["--experiment", "smoke", "--tracking-uri", uri, "--out", str(out)]) == 0
@@ -284,7 +286,7 @@ def test_report_on_unknown_experiment_is_a_clear_error(smoke_runs, capsys):
     assert "no experiment 'nope'" in capsys.readouterr().err
 
 
-def test_a_sweep_is_one_parent_run_with_a_child_per_job(tmp_path):
+def test_a_sweep_is_one_parent_run_with_a_child_per_job(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
     from evaluate.report import main as report_main
@@ -313,6 +315,7 @@ def test_a_sweep_is_one_parent_run_with_a_child_per_job(tmp_path):
         (arm,) = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == job.info.run_id]
         assert arm.data.tags["arm"] == "closed_book" and "accuracy/contains" in arm.data.metrics
     out = tmp_path / "report"
+    monkeypatch.chdir(tmp_path)  # artifact locations are relative to the store's folder
     assert report_main(["--parent", parent_id, "--tracking-uri", uri, "--out", str(out)]) == 0
     assert (out / "sweep_generator_max_new_tokens.png").is_file()
     attached = {a.path for a in client.list_artifacts(parent_id, "report")}
