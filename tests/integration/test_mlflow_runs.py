@@ -4,9 +4,11 @@ close it), and the next run in the experiment on this host closes it as FAILED w
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 
 import pytest
 
@@ -34,6 +36,18 @@ def test_orphan_is_a_dead_process_on_this_host():
     assert is_orphan({**tags, "pid_started": "1"}, tags["host"])
 
 
+def _running_run_ids(db) -> list[str]:
+    """Ids of the runs a store lists as RUNNING; [] while the store or its tables do not exist."""
+    if not db.exists():
+        return []
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1.0)) as store:
+            rows = store.execute("SELECT run_uuid FROM runs WHERE status = 'RUNNING'")
+            return [row[0] for row in rows]
+    except sqlite3.Error:
+        return []
+
+
 def test_a_killed_run_is_closed_as_failed_when_the_command_runs_again(tmp_path):
     from mlflow.tracking import MlflowClient
 
@@ -47,25 +61,21 @@ def test_a_killed_run_is_closed_as_failed_when_the_command_runs_again(tmp_path):
     )
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     deadline = time.monotonic() + RUNNING_TIMEOUT_S
-    running = []
+    running: list[str] = []
     try:
         while not running and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(1.0)
-            if (tmp_path / "mlflow.db").exists():
-                try:
-                    client = MlflowClient(tracking_uri=uri)
-                    experiment = client.get_experiment_by_name("smoke")
-                    if experiment is not None:
-                        running = client.search_runs([experiment.experiment_id])
-                except Exception:  # the store is still being created
-                    running = []
+            # read the store directly, read-only: an MlflowClient here would create the schema
+            # while the run is creating it too, and one of the two would fail
+            running = _running_run_ids(tmp_path / "mlflow.db")
     finally:
         proc.kill()
         proc.wait()
     assert running, f"the run never started (exit code {proc.returncode})"
-    (killed,) = running
+    (killed_id,) = running
     client = MlflowClient(tracking_uri=uri)
-    assert client.get_run(killed.info.run_id).info.status == "RUNNING"
+    killed = client.get_run(killed_id)
+    assert killed.info.status == "RUNNING"
 
     again = ragtune(tmp_path, *COMMAND)
     assert again.returncode == 0, again.stderr[-3000:]
