@@ -125,8 +125,12 @@ def test_scheduler_weight_decay_eval_and_checkpoints_reach_the_trainer_arguments
     assert args.save_strategy == "steps" and args.save_steps == 5
     assert args.report_to == [] or args.report_to == "none"
     assert args.per_device_train_batch_size == 3 and args.gradient_accumulation_steps == 2
-    plain = training_arguments(LoraSettings(), tmp_path, progress=False, has_eval=False)
+    plain = training_arguments(
+        LoraSettings(checkpoint_steps=0), tmp_path, progress=False, has_eval=False
+    )
     assert plain.eval_strategy == "no" and plain.save_strategy == "no"
+    default = training_arguments(LoraSettings(), tmp_path, progress=False, has_eval=False)
+    assert default.save_strategy == "steps" and default.save_steps == 25  # resumable by default
 
 
 def test_packing_fills_max_length_blocks_and_leaves_qa_examples_alone(tokenizer):

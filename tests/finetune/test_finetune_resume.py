@@ -89,7 +89,10 @@ def test_training_killed_mid_way_resumes_to_the_uninterrupted_result(
         "model": tiny_model_dir,
         "cache": str(cache),
         "settings": asdict(settings),
-        "examples": [asdict(e) for e in doc_examples],
+        "examples": [  # token ids as JSON lists (examples hold 32-bit arrays)
+            {**asdict(e), "input_ids": list(e.input_ids), "labels": list(e.labels)}
+            for e in doc_examples
+        ],
         "exit_step": 8,
         "exit_code": KILL_EXIT_CODE,
     }
