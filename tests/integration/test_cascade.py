@@ -21,7 +21,7 @@ COMMON = [
 ]
 
 
-def test_cascade_reuses_the_journaled_answers_of_its_arms(tmp_path):
+def test_cascade_reuses_the_journaled_answers_of_its_arms(tmp_path, monkeypatch):
     first = ragtune(
         tmp_path, *COMMON, "tracking=none", "eval.arms=[finetune,finetune_rag]", "hydra.run.dir=one"
     )
@@ -85,6 +85,7 @@ def test_cascade_reuses_the_journaled_answers_of_its_arms(tmp_path):
     assert metrics[f"{last}/usd_per_1k_queries"] == pytest.approx(
         sweep[-1]["per_1k_queries"]["total"]["usd"]
     )
+    monkeypatch.chdir(tmp_path)  # artifact locations are relative to the store's folder
     table = client.download_artifacts(run.info.run_id, "predictions.json", str(tmp_path))
     assert "cascade.escalated" in json.loads(open(table).read())["columns"]
     out = tmp_path / "report"
