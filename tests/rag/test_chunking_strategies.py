@@ -199,7 +199,10 @@ def test_empty_documents_give_no_chunks(tokenizer):
     [
         ({"strategy": "paragraphs"}, "strategy must be one of words, tokens, sentences, markdown"),
         ({"size": 0}, "size must be an integer >= 1, got 0"),
-        ({"size": 10, "overlap": 10}, r"overlap must be an integer in \[0, size=10\), got 10"),
+        (
+            {"size": 10, "overlap": 10},
+            r"overlap must be an integer in \[0, retriever.chunk_size=10\), got 10",
+        ),
         ({"size": 10, "overlap": -1}, "overlap"),
         ({"size": 10.5}, "size must be an integer"),
         ({"strategy": "tokens"}, "strategy=tokens needs the embedder's tokenizer"),
