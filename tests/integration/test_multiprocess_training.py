@@ -105,7 +105,8 @@ def test_two_cpu_processes_train_like_one_with_the_same_global_batch(tmp_path, t
     # Only rank 0 evaluated and recorded: one run in MLflow, one results.json; the adapter
     # both ranks trained is the one the fine-tuned arms answered with.
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'ddp'}.db")
-    (recorded,) = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
+    (recorded,) = [r for r in runs if r.data.tags.get("kind") == "job"]  # arms are nested runs
     assert recorded.info.run_id == ddp["mlflow_run_id"] and recorded.info.status == "FINISHED"
     written = sorted(p.relative_to(tmp_path) for p in (tmp_path / "out").rglob("results.json"))
     assert written == [Path("out/ddp/results.json"), Path("out/single/results.json")]

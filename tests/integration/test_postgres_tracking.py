@@ -140,9 +140,14 @@ def test_eight_parallel_jobs_log_to_a_postgres_backed_server(
     # FINISHED (none lost, none duplicated, none left RUNNING).
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
-    assert sorted(r.info.run_id for r in runs) == written
+    jobs = [r for r in runs if r.data.tags.get("kind") == "job"]  # each with nested arm runs
+    assert sorted(r.info.run_id for r in jobs) == written
     assert {r.info.status for r in runs} == {"FINISHED"}
-    assert rows_in_postgres(postgres_uri, "smoke") == [(run_id, "FINISHED") for run_id in written]
+    arms = [r for r in runs if r.data.tags.get("kind") == "arm"]
+    assert {r.data.tags["mlflow.parentRunId"] for r in arms} == set(written)
+    rows = rows_in_postgres(postgres_uri, "smoke")
+    assert sorted(run_id for run_id, _ in rows) == sorted(r.info.run_id for r in runs)
+    assert {status for _, status in rows} == {"FINISHED"}
     # Artifacts went through the server into its store, one results.json per run.
     stored = sorted(p.parent.parent.name for p in (store / "artifacts").rglob("results.json"))
     assert stored == written
