@@ -2,6 +2,7 @@
 time). Checked on make's dry run (-n) against a venv path that does not exist, so every
 recipe line is printed and nothing is installed."""
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,9 +15,17 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is no
 
 
 def _pip_lines(target: str, tmp_path: Path) -> list[str]:
+    # A user's shell: no variables passed down from an enclosing `make` (CI runs the suite
+    # under `make test EXTRAS=dev,serve`, which sub-makes would inherit through MAKEFLAGS).
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"MAKEFLAGS", "MAKEOVERRIDES", "MFLAGS", "MAKELEVEL", "EXTRAS"}
+    }
     out = subprocess.run(
         ["make", "-n", target, f"VENV={tmp_path / 'venv'}"],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         check=True,

@@ -314,3 +314,14 @@ def from_config(config, model_path: str | None = None) -> EndpointGenerator:
         stop=list(config.stop),
         api=config.api,
     )
+
+
+def weight_format(model_path: str | None) -> tuple[str, float] | None:
+    """``(dtype, bytes_per_param)`` of the served weights, read from the server's checkpoint
+    when a local copy of it is known (``model_path``): OpenAI-compatible servers such as
+    ``transformers serve`` and vLLM load ``dtype="auto"``, the checkpoint's own dtype. None
+    when there is no local copy or its config.json names no dtype."""
+    from rag.core.models import stored_weight_format
+
+    dtype, size = stored_weight_format(model_path)
+    return (dtype, size) if dtype is not None and size is not None else None

@@ -232,3 +232,12 @@ def test_openai_backend_refuses_fine_tuned_arms(tmp_path):
         with pytest.raises(ConfigError, match="NAME of an environment variable") as caught:
             to_config(cfg)
         assert "sk-secret-value" not in str(caught.value)
+
+
+def test_served_weights_are_costed_as_the_checkpoint_stores_them(tmp_path):
+    from evaluate.backends.openai import weight_format
+
+    (tmp_path / "config.json").write_text(json.dumps({"torch_dtype": "bfloat16"}))
+    assert weight_format(str(tmp_path)) == ("bfloat16", 2.0)  # bf16: 16 bits = 2 bytes
+    assert weight_format(str(tmp_path / "absent")) is None  # no local copy: unknown
+    assert weight_format(None) is None

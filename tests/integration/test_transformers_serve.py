@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import math
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -41,7 +42,7 @@ def _run(tmp_path, cache, name: str, *overrides: str) -> dict:
         timeout=RUN_TIMEOUT_S,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "cost report skipped" not in proc.stderr
+    assert "cost report skipped" not in proc.stdout + proc.stderr  # Hydra logs to stdout
     return json.loads((tmp_path / f"outputs/{name}/results.json").read_text())
 
 
@@ -86,6 +87,10 @@ def test_served_answers_equal_local_ones(tmp_path, real_model_cache, transformer
 
     # the same cost report for both: same sections, and the same model size
     assert served["costing"].keys() == local["costing"].keys()
+    # the served weights are costed as the checkpoint stores them (the server loads
+    # dtype="auto"), read independently here from the checkpoint's config.json
+    stored = json.loads((Path(transformers_server.model) / "config.json").read_text())
+    assert served["costing"]["weights"]["dtype"] == (stored.get("dtype") or stored["torch_dtype"])
 
 
 def test_server_stream_ends_without_done_and_is_accepted(transformers_server):
