@@ -7,6 +7,7 @@ Everything that depends on the number of processes goes through the Trainer (its
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from costing.formulas import forward_flops, lora_training_flops
-from finetune.data import TrainExample, pack_examples, split_for_eval
+from finetune.data import IGNORE_INDEX, TrainExample, pack_examples, split_for_eval
 from finetune.model_setup import load_trainable_model, parameter_counts
 from finetune.settings import RESULT_FILE, LoraSettings, TrainResult, load_result
 from finetune.trainer_parts import (
@@ -45,12 +46,27 @@ logger = logging.getLogger(__name__)
 TRAINER_STATE = "trainer_state.json"  # written last into a checkpoint: its presence = complete
 
 
+def scores_only_labelled_positions(model: torch.nn.Module) -> bool:
+    """Whether ``model`` (peft-wrapped or not) can project onto the vocabulary only at chosen
+    positions: transformers' causal LMs take a boolean ``logits_to_keep`` mask for that."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
 class SeededTrainer(Trainer):
-    """The Trainer with a training order that depends only on (seed, epoch): see the sampler."""
+    """The Trainer with a training order that depends only on (seed, epoch): see the sampler.
+
+    The loss is computed from logits at labelled positions only. A question-answer example
+    scores its few answer tokens, yet the model's own loss projects every position onto the
+    49,152-word vocabulary (SmolLM2's head is 21% of its parameters) and runs a softmax there.
+    Passing the labelled positions as ``logits_to_keep`` with their ``shift_labels`` gives the
+    same loss and gradients (tests/finetune/test_training_loss.py) for less work.
+    """
 
     def __init__(self, *args, sampler_seed: int, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.sampler_seed = sampler_seed
+        self.labelled_logits_only = scores_only_labelled_positions(self.model)
         self.checkpoint_save_s = (
             0.0  # the measured cost of resumability (finetune.checkpoint_steps)
         )
@@ -62,6 +78,15 @@ class SeededTrainer(Trainer):
         self.checkpoint_save_s += time.perf_counter() - started
         self.checkpoints_saved += 1
         pause_point("checkpoint")  # test hook (rag/core/pause.py); a no-op in real runs
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.get("labels")
+        if self.labelled_logits_only and labels is not None:
+            # position t predicts token t + 1, as in transformers' ForCausalLMLoss
+            shifted = torch.nn.functional.pad(labels, (0, 1), value=IGNORE_INDEX)[:, 1:]
+            keep = shifted != IGNORE_INDEX
+            inputs = {**inputs, "logits_to_keep": keep, "shift_labels": shifted[keep]}
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
