@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.mlflow_runs import finished_sweep, sweep_runs
 from tests.helpers.ragtune_cli import ragtune
 
 pytestmark = [
@@ -28,16 +29,6 @@ LOCAL_CLUSTER = [
 ]
 SMALL_JOB = ["eval.throughput_batch_size=0", "qa.max_eval_questions=2"]
 SWEEP_TIMEOUT_S = 900
-
-
-def sweep_runs(cwd: Path):
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{cwd / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
-    (parent,) = [r for r in runs if r.data.tags.get("kind") == "sweep"]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    return parent, children
 
 
 def slurm_job(tags: dict[str, str]) -> str:
@@ -68,10 +59,7 @@ def test_a_two_job_sweep_runs_as_slurm_jobs_under_one_parent(slurm_cluster, tmp_
         timeout=SWEEP_TIMEOUT_S,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    parent, children = sweep_runs(tmp_path)
-    assert parent.info.status == "FINISHED"
-    assert sorted(c.data.params["retriever.top_k"] for c in children) == ["1", "3"]
-    assert all(c.info.status == "FINISHED" for c in children)
+    children = finished_sweep(sweep_runs(tmp_path), "retriever.top_k", ["1", "3"])
     # Each child ran inside a SLURM job of this cluster, one array task per sweep job.
     (sweep_dir,) = (tmp_path / "multirun" / "smoke").iterdir()
     ran_in = {slurm_job(c.data.tags) for c in children}
@@ -103,7 +91,7 @@ def test_a_job_that_fails_on_the_cluster_fails_the_parent_and_is_named(slurm_clu
     )
     assert proc.returncode != 0
     (sweep_dir,) = (tmp_path / "multirun" / "smoke").iterdir()
-    parent, children = sweep_runs(tmp_path)
+    parent, children, _ = sweep_runs(tmp_path)
     assert parent.info.status == "FAILED"
     by_factory = {c.data.params["retriever.index_factory"]: c for c in children}
     assert {k: c.info.status for k, c in by_factory.items()} == {
