@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from tests.helpers.mlflow_runs import finished_sweep, sweep_runs
 from tests.helpers.ragtune_cli import ragtune
 from tests.integration.services import require_module
 
@@ -32,16 +31,6 @@ def ray_launcher(ray_cluster):
     ]
 
 
-def sweep_runs(cwd: Path):
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{cwd / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
-    (parent,) = [r for r in runs if r.data.tags.get("kind") == "sweep"]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    return parent, children
-
-
 def test_a_two_job_sweep_runs_as_ray_tasks_under_one_parent(ray_launcher, tmp_path):
     proc = ragtune(
         tmp_path,
@@ -54,10 +43,7 @@ def test_a_two_job_sweep_runs_as_ray_tasks_under_one_parent(ray_launcher, tmp_pa
         timeout=SWEEP_TIMEOUT_S,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    parent, children = sweep_runs(tmp_path)
-    assert parent.info.status == "FINISHED"
-    assert sorted(c.data.params["retriever.top_k"] for c in children) == ["1", "3"]
-    assert all(c.info.status == "FINISHED" for c in children)
+    children = finished_sweep(sweep_runs(tmp_path), "retriever.top_k", ["1", "3"])
     # Two different Ray tasks ran the jobs, and wrote into this folder (not the worker's).
     tasks = {c.data.tags["ray_task_id"] for c in children}
     assert len(tasks) == 2 and "" not in tasks
@@ -80,7 +66,7 @@ def test_a_job_that_fails_on_ray_fails_the_parent_and_is_named(ray_launcher, tmp
     )
     assert proc.returncode != 0
     assert "IVF4096" in proc.stderr
-    parent, children = sweep_runs(tmp_path)
+    parent, children, _ = sweep_runs(tmp_path)
     assert parent.info.status == "FAILED"
     by_factory = {c.data.params["retriever.index_factory"]: c for c in children}
     assert {k: c.info.status for k, c in by_factory.items()} == {

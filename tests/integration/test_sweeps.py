@@ -12,6 +12,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 
 from evaluate.cli import CONF_DIR
+from tests.helpers.mlflow_runs import sweep_runs
 from tests.helpers.ragtune_cli import ragtune
 
 pytestmark = [
@@ -64,8 +65,6 @@ def test_launcher_and_sweeper_configs_compose_with_their_documented_values():
 def test_optuna_trials_run_in_parallel_on_joblib_as_one_parent_with_two_children(tmp_path):
     """Two Optuna trials launched together on the joblib launcher: one MLflow parent, two
     children whose runs overlap in time, and the best returned objective in Hydra's file."""
-    from mlflow.tracking import MlflowClient
-
     proc = run_sweep(
         tmp_path,
         "hydra/launcher=joblib",
@@ -79,11 +78,8 @@ def test_optuna_trials_run_in_parallel_on_joblib_as_one_parent_with_two_children
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "cost estimate before running" in proc.stdout
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
-    parents = [r for r in runs if r.data.tags.get("kind") == "sweep"]
-    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    parent, children, _ = sweep_runs(tmp_path)
+    assert parent.info.status == "FINISHED"
     assert all(r.data.tags["kind"] == "job" for r in children)
     assert len(children) == 2 and all(r.info.status == "FINISHED" for r in children)
     assert {r.data.params["generator.max_new_tokens"] for r in children} <= {"3", "5"}
