@@ -178,7 +178,11 @@ def _validate_retrieval(r: RetrieverConfig) -> None:
     _check(r.mode in MODES, "retriever.mode", r.mode, f"one of {list(MODES)}")
     _check(r.metric in METRICS, "retriever.metric", r.metric, f"one of {list(METRICS)}")
     _check(r.ordering in ORDERINGS, "retriever.ordering", r.ordering, f"one of {list(ORDERINGS)}")
-    if r.candidates < r.top_k:  # name top_k first: it is the key users raise
+    # The first stage fetches retriever.candidates chunks only to fuse or re-rank them
+    # (rag/retrieval/retriever.py); otherwise it is unused and top_k is checked against the
+    # corpus once it is chunked (rag.retrieval.context.check_top_k). Name top_k first: it is
+    # the key users raise.
+    if (r.mode == "hybrid" or r.reranker.model) and r.candidates < r.top_k:
         raise ConfigError(
             f"retriever.top_k={r.top_k} exceeds the first-stage depth (retriever.candidates="
             f"{r.candidates} must be >= retriever.top_k={r.top_k}); lower retriever.top_k or "

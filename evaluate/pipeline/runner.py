@@ -130,11 +130,38 @@ def prepare_index(config: Config, corpus: CorpusStage, stages: Stages) -> IndexS
         r.chunk_overlap,
         tokenizer if r.chunk_strategy != "words" else None,
     )
+    check_retrieval_depth(config, stages.model, chunks)  # before embedding or training
     with energy_meter(config, "index", stages):
         retriever = build_retriever(
             chunks, embedder, cache_dir(config), r, progress=config.eval.progress
         )
     return IndexStage(retriever, embedder, retriever.stage_info())
+
+
+def check_retrieval_depth(config: Config, model: ModelStage, chunks) -> None:
+    """``retriever.top_k`` against the chunk count and, for an in-process generator, its
+    context window (``rag.retrieval.context.check_top_k``)."""
+    from rag.retrieval.context import check_top_k
+
+    r, g = config.retriever, config.generator
+    tokenizer = window = None
+    if model.path is not None:
+        from transformers import AutoTokenizer
+
+        from finetune.preflight import model_max_positions
+
+        tokenizer = AutoTokenizer.from_pretrained(model.path)
+        windows = [w for w in (model_max_positions(model.path), g.context_window) if w]
+        window = min(windows, default=None)
+    check_top_k(
+        r.top_k,
+        chunks,
+        f"retriever.chunk_strategy={r.chunk_strategy}, retriever.chunk_size={r.chunk_size}",
+        tokenizer,
+        window,
+        g.max_new_tokens,
+        r.context_budget_tokens,
+    )
 
 
 def prepare_adapter(

@@ -351,7 +351,7 @@ def job_run_metrics(results: dict[str, Any]) -> dict[str, float]:
     if "ingest" in corpus:
         ingest = corpus["ingest"]
         metrics["corpus/skipped_files"] = float(len(ingest.get("skipped", [])))
-        for key in ("characters", "words", "tokens"):
+        for key in ("characters", "words", "tokens", "malformed_lines", "duplicate_documents"):
             _put(metrics, f"corpus/{key}", ingest.get(key))
     for pair, result in (results.get("comparisons") or {}).get("pairs", {}).items():
         for key in COMPARISON_METRICS:

@@ -3,15 +3,17 @@
 Every reader either returns text or raises ``SkipFile`` with a reason a person can act on
 (binary, not UTF-8, encrypted, no text layer). Errors the user must fix before anything can run
 (a missing text column) raise ``CorpusError`` instead. Tabular files go through ``datasets`` so
-JSON Lines, JSON arrays, CSV and Parquet share one loader.
+JSON Lines, JSON arrays, CSV and Parquet share one loader. A JSON Lines file with malformed lines
+(not a JSON object) keeps its valid rows; the malformed lines' numbers are returned.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,23 @@ class Extracted:
     row: int | None = None
     doc_id: str | None = None  # from the id column, when one is configured
     extra: dict[str, Any] | None = None
+
+
+@dataclass
+class FileRows:
+    """What one file yielded: its documents (one, or one per row of a table), the rows whose text
+    was empty (dropped) and the 1-based numbers of malformed JSON Lines lines (skipped)."""
+
+    items: list[Extracted]
+    empty_rows: int = 0
+    malformed_lines: list[int] = field(default_factory=list)
+
+
+def line_numbers(numbers: list[int], shown: int = 5) -> str:
+    """``line 2`` / ``lines 2, 7, 9, ... (12 in all)``: the first few of a list of line numbers."""
+    head = ", ".join(str(n) for n in numbers[:shown])
+    more = f", ... ({len(numbers)} in all)" if len(numbers) > shown else ""
+    return f"line{'s' if len(numbers) > 1 else ''} {head}{more}"
 
 
 def decode_text(data: bytes, fallback_encoding: str | None = None) -> str:
@@ -172,22 +191,79 @@ def read_table(
     text_column: str,
     id_column: str | None = None,
     title_column: str | None = None,
-) -> tuple[list[Extracted], int]:
-    """Rows of a JSON Lines / JSON / CSV / Parquet file via ``datasets``, and how many rows had
-    no text."""
+) -> FileRows:
+    """Rows of a JSON Lines / JSON / CSV / Parquet file via ``datasets``. A JSON Lines file that
+    ``datasets`` cannot parse is read again without its malformed lines, which are reported."""
+    # A throw-away cache keeps user files out of the shared datasets cache and never stale.
+    with tempfile.TemporaryDirectory(prefix="ragtune-ingest-") as cache_dir:
+        malformed: list[int] = []
+        try:
+            table = _load_table(path, fmt, cache_dir)
+            rows = None
+        except Exception as err:  # datasets wraps parser errors in many types
+            reason = f"unreadable {fmt} file: {type(err).__name__}: {err}"
+            if fmt != "jsonl":
+                raise SkipFile(reason) from None
+            valid = Path(cache_dir) / "valid-lines.jsonl"
+            rows, malformed = split_json_lines(path, valid)
+            if not malformed:  # every line is a JSON object: the error is something else
+                raise SkipFile(reason) from None
+            if not rows:
+                raise SkipFile(
+                    f"no line is a JSON object ({len(malformed)} malformed: "
+                    f"{line_numbers(malformed)}); write one JSON object per line"
+                ) from None
+            try:
+                table = _load_table(valid, fmt, cache_dir)
+            except Exception as again:
+                raise SkipFile(f"unreadable {fmt} file: {type(again).__name__}: {again}") from None
+        items, empty = rows_from_table(table, str(path), text_column, id_column, title_column)
+        if rows is not None:  # number rows as in the whole file, so ids do not shift
+            for item in items:
+                item.row = rows[item.row]
+        return FileRows(items, empty, malformed)
+
+
+def _load_table(path: Path, fmt: str, cache_dir: str) -> Any:
     import datasets
     from datasets import load_dataset
 
     datasets.disable_progress_bars()
-    # A throw-away cache keeps user files out of the shared datasets cache and never stale.
-    with tempfile.TemporaryDirectory(prefix="ragtune-ingest-") as cache_dir:
-        try:
-            table = load_dataset(
-                _DATASETS_BUILDER[fmt], data_files=str(path), split="train", cache_dir=cache_dir
-            )
-        except Exception as err:  # datasets wraps parser errors in many types
-            raise SkipFile(f"unreadable {fmt} file: {type(err).__name__}: {err}") from None
-        return rows_from_table(table, str(path), text_column, id_column, title_column)
+    # The JSON builder logs its parse error as an ERROR before raising it; read_table handles
+    # it (with line numbers), so the user sees one warning, not an error and a warning.
+    builder_log = logging.getLogger("datasets.packaged_modules.json.json")
+    level = builder_log.level
+    builder_log.setLevel(logging.CRITICAL)
+    try:
+        return load_dataset(
+            _DATASETS_BUILDER[fmt], data_files=str(path), split="train", cache_dir=cache_dir
+        )
+    finally:
+        builder_log.setLevel(level)
+
+
+def split_json_lines(path: Path, valid: Path) -> tuple[list[int], list[int]]:
+    """Copy the lines of a JSON Lines file that hold a JSON object into ``valid``. Returns the
+    row numbers of the copied lines (counting non-blank lines from 0, as ``datasets`` numbers
+    rows) and the 1-based line numbers of the others (invalid JSON, or not an object)."""
+    rows: list[int] = []
+    malformed: list[int] = []
+    row = 0
+    with path.open("rb") as source, valid.open("wb") as sink:
+        for number, line in enumerate(source, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except ValueError:  # invalid JSON or invalid UTF-8
+                value = None
+            if isinstance(value, dict):
+                sink.write(line.rstrip(b"\r\n") + b"\n")
+                rows.append(row)
+            else:
+                malformed.append(number)
+            row += 1
+    return rows, malformed
 
 
 def rows_from_table(

@@ -3,9 +3,14 @@
 ``load_user_corpus`` is the one entry point: it finds the files, reads each with the reader for
 its extension (``rag.corpus.formats``), gives every document a stable id and returns the documents
 with
-an ``IngestReport`` (counts per format, every skipped file with its reason). Ids are
+an ``IngestReport`` (counts per format, every skipped file with its reason, malformed JSON Lines
+lines, duplicate documents). Ids are
 ``<slug of the path relative to the root>-<sha8 of path and text>`` (rows add ``-r<index>``), so
 moving the folder keeps them and editing a file changes its id.
+
+A document whose text is identical to an earlier one is dropped (retrieval would return the
+same passage twice, and training would see it twice); the kept document lists the dropped ones
+in ``metadata["duplicates"]`` so questions that name them still find it.
 """
 
 from __future__ import annotations
@@ -30,9 +35,11 @@ from rag.corpus.formats import (
     TABLE_FORMATS,
     CorpusError,
     Extracted,
+    FileRows,
     SkipFile,
     decode_text,
     html_to_text,
+    line_numbers,
     markdown_title,
     read_pdf,
     read_table,
@@ -65,6 +72,9 @@ class IngestReport:
     words: int = 0
     tokens: int | None = None  # set by ``record_chunking`` when a tokenizer is given
     empty_rows: int = 0  # rows of tabular sources whose text column was empty
+    malformed_lines: int = 0  # JSON Lines lines that are not a JSON object (skipped)
+    malformed_line_numbers: dict[str, list[int]] = field(default_factory=dict)  # first ten a file
+    duplicate_documents: int = 0  # documents whose text repeats an earlier one (dropped)
     documents_by_format: dict[str, int] = field(default_factory=dict)
     skipped: list[SkippedFile] = field(default_factory=list)
     chunking: dict[str, Any] = field(default_factory=dict)
@@ -189,24 +199,28 @@ def corpus_files(
 
 
 class _Collector:
-    """Accumulates documents and the report; rejects duplicate ids."""
+    """Accumulates documents and the report; rejects duplicate ids, drops duplicate texts."""
 
     def __init__(self, report: IngestReport) -> None:
         self.report = report
         self.documents: list[Document] = []
         self.origin: dict[str, str] = {}
+        self.by_text: dict[bytes, Document] = {}  # sha256 of the text -> the document kept
+        self.examples: list[str] = []  # a few "dropped = kept" pairs for the log line
 
     def add(self, extracted: Extracted, fmt: str, relative: str, source: str) -> None:
         text = extracted.text
         doc_id = extracted.doc_id or document_id(relative, text, extracted.row)
         where = source if extracted.row is None else f"{source} row {extracted.row}"
-        if doc_id in self.origin:
-            if extracted.doc_id:
-                raise CorpusError(
-                    f"duplicate document id {doc_id!r} ({where} and {self.origin[doc_id]}); "
-                    "values of corpus.id_column must be unique"
-                )
-            self.report.skipped.append(SkippedFile(where, f"duplicate of {self.origin[doc_id]}"))
+        if extracted.doc_id and doc_id in self.origin:
+            raise CorpusError(
+                f"duplicate document id {doc_id!r} ({where} and {self.origin[doc_id]}); "
+                "values of corpus.id_column must be unique"
+            )
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+        kept = self.by_text.get(digest)
+        if kept is not None:
+            self._drop_duplicate(kept, doc_id, relative, source, extracted.row, where)
             return
         self.origin[doc_id] = where
         name = Path(relative).name
@@ -215,18 +229,30 @@ class _Collector:
         )
         metadata = {"path": relative, "source": source, "format": fmt, "row": extracted.row}
         metadata |= extracted.extra or {}
-        self.documents.append(Document(doc_id, title, text, metadata | {"title": title}))
+        document = Document(doc_id, title, text, metadata | {"title": title})
+        self.by_text[digest] = document
+        self.documents.append(document)
         self.report.documents_by_format[fmt] = self.report.documents_by_format.get(fmt, 0) + 1
 
+    def _drop_duplicate(
+        self, kept: Document, doc_id: str, relative: str, source: str, row: int | None, where: str
+    ) -> None:
+        self.report.duplicate_documents += 1
+        self.origin.setdefault(doc_id, where)  # an id column's value stays taken
+        alias = {"doc_id": doc_id, "path": relative, "source": source, "row": row}
+        kept.metadata.setdefault("duplicates", []).append(alias)
+        if len(self.examples) < 3:
+            self.examples.append(f"{where} = {self.origin[kept.doc_id]}")
 
-def _read_file(path: Path, fmt: str, options: dict[str, Any]) -> tuple[list[Extracted], int]:
+
+def _read_file(path: Path, fmt: str, options: dict[str, Any]) -> FileRows:
     if fmt in TABLE_FORMATS.values():
         return read_table(
             path, fmt, options["text_column"], options["id_column"], options["title_column"]
         )
     if fmt == "pdf":
         text, title, pages = read_pdf(path)
-        return [Extracted(text, title, extra={"pages": pages})], 0
+        return FileRows([Extracted(text, title, extra={"pages": pages})])
     try:
         data = path.read_bytes()
     except OSError as err:
@@ -240,7 +266,7 @@ def _read_file(path: Path, fmt: str, options: dict[str, Any]) -> tuple[list[Extr
     text = text.strip()
     if not text:
         raise SkipFile("no text (only whitespace or markup)")
-    return [Extracted(text, title)], 0
+    return FileRows([Extracted(text, title)])
 
 
 def _load_dataset_source(entry: str, options: dict[str, Any]) -> tuple[Any, str]:
@@ -333,12 +359,14 @@ def load_user_corpus(
     for root, file, fmt in tqdm(supported, desc="reading documents", disable=not progress):
         relative = file.relative_to(root).as_posix() if file.is_relative_to(root) else file.name
         try:
-            extracted, empty = _read_file(file, fmt, options)
+            read = _read_file(file, fmt, options)
         except SkipFile as reason:
             report.skipped.append(SkippedFile(str(file), str(reason)))
             continue
-        report.empty_rows += empty
-        for item in extracted:
+        report.empty_rows += read.empty_rows
+        if read.malformed_lines:
+            _record_malformed(report, str(file), read)
+        for item in read.items:
             collector.add(item, fmt, relative, str(file))
         pause_point("ingest")  # test hook (rag/core/pause.py); a no-op in real runs
     _finish(collector, report, files, started)
@@ -359,6 +387,20 @@ def _supported(
     return supported
 
 
+def _record_malformed(report: IngestReport, file: str, read: FileRows) -> None:
+    lines = read.malformed_lines
+    report.malformed_lines += len(lines)
+    report.malformed_line_numbers[file] = lines[:10]
+    logger.warning(
+        "%s: skipped %d malformed line(s), not a JSON object (%s); kept its %d valid rows. "
+        "Fix or delete those lines to include them.",
+        file,
+        len(lines),
+        line_numbers(lines),
+        len(read.items) + read.empty_rows,
+    )
+
+
 def _finish(collector: _Collector, report: IngestReport, files: dict, started: float) -> None:
     documents = collector.documents
     report.documents = len(documents)
@@ -367,6 +409,13 @@ def _finish(collector: _Collector, report: IngestReport, files: dict, started: f
     report.seconds = round(time.perf_counter() - started, 3)
     for skipped in report.skipped:
         logger.warning("skipped %s: %s", skipped.path, skipped.reason)
+    if report.duplicate_documents:
+        logger.warning(
+            "dropped %d duplicate document(s) whose text repeats an earlier one, keeping the "
+            "first (e.g. %s); questions naming a dropped document use the kept one",
+            report.duplicate_documents,
+            "; ".join(collector.examples),
+        )
     if documents:
         logger.info(
             "ingested %d documents (%s) from %d files, %d skipped",

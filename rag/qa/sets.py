@@ -208,18 +208,24 @@ def load_qa_file(
 def _references(documents: list[Document]) -> dict[str, str]:
     """Accepted spellings of a document reference: its id, its relative or source path, and
     its file name without the extension (``doc0000`` for ``doc0000.txt``) where that stem names
-    one document only. A table's path names many documents (one per row): ambiguous, skipped."""
+    one document only. A table's path names many documents (one per row): ambiguous, skipped.
+    A duplicate dropped at ingestion (``metadata["duplicates"]``) is spelled like the document
+    that was kept in its place."""
     found: dict[str, str] = {}
     stems: dict[str, set[str]] = {}
+    aliases: dict[str, str] = {}
     for doc in documents:
-        if doc.metadata.get("row") is not None:
-            continue
-        for key in (doc.metadata.get("source"), doc.metadata.get("path")):
-            if key:
-                found.setdefault(str(key), doc.doc_id)
-                stems.setdefault(Path(str(key)).stem, set()).add(doc.doc_id)
+        dropped = doc.metadata.get("duplicates") or []
+        aliases |= {d["doc_id"]: doc.doc_id for d in dropped}
+        for named in (doc.metadata, *dropped):
+            if named.get("row") is not None:
+                continue
+            for key in (named.get("source"), named.get("path")):
+                if key:
+                    found.setdefault(str(key), doc.doc_id)
+                    stems.setdefault(Path(str(key)).stem, set()).add(doc.doc_id)
     unique_stems = {stem: ids.pop() for stem, ids in stems.items() if len(ids) == 1}
-    return unique_stems | found | {doc.doc_id: doc.doc_id for doc in documents}
+    return unique_stems | found | aliases | {doc.doc_id: doc.doc_id for doc in documents}
 
 
 def _warn_unknown_references(report: QAReport, unknown: list[str]) -> None:

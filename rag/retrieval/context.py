@@ -5,6 +5,9 @@
   never cut, except when the best chunk alone exceeds the budget: then it is truncated to fit,
   ends with " …", and the result names it (``truncated_chunk_id``) and a warning is logged.
 - Citations: every passage is labelled with its chunk id, e.g. ``[person-003#0] text``.
+- Depth: ``check_top_k`` stops a run before the index is built when ``top_k`` exceeds the
+  corpus's chunks, or when even the ``top_k`` shortest chunks cannot fit the generator's context
+  window (every question would fail); with a budget it only warns that chunks will be dropped.
 - Ordering: ``best_first`` (rank order) or ``best_at_ends``, which puts the best chunks at the
   start and the end and the weakest in the middle, because models use information in the middle
   of a long context least (Liu et al. 2023, "Lost in the Middle: How Language Models Use Long
@@ -19,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rag.core.errors import UserError
 from rag.core.prompts import DEFAULT_STYLE, PromptStyle, context_block, rag_messages
 from rag.core.types import Chunk
 
@@ -36,6 +40,85 @@ class Context:
     context_tokens: int  # tokens of the context block (-1 without a tokenizer)
     dropped_chunk_ids: list[str] = field(default_factory=list)  # over budget, in rank order
     truncated_chunk_id: str | None = None
+
+
+class RetrievalDepthError(UserError, ValueError):
+    """``retriever.top_k`` cannot be honoured by this corpus and generator."""
+
+
+def check_top_k(
+    top_k: int,
+    chunks: Sequence[Chunk],
+    chunking: str,
+    tokenizer=None,
+    window_tokens: int | None = None,
+    max_new_tokens: int = 0,
+    budget_tokens: int | None = None,
+) -> None:
+    """Raise ``RetrievalDepthError`` if ``top_k`` exceeds the chunks, or if without a budget the
+    context of the ``top_k`` shortest chunks plus ``max_new_tokens`` exceeds ``window_tokens``
+    (so every question's prompt would: it holds that context and more). With ``budget_tokens``
+    set, chunks over it are dropped by design: that is a warning. ``chunking`` names the chunk
+    settings for the message; ``tokenizer`` is the generator's (Hugging Face)."""
+    if top_k > len(chunks):
+        raise RetrievalDepthError(
+            f"retriever.top_k={top_k} exceeds the {len(chunks)} chunks of the corpus "
+            f"({chunking}); set retriever.top_k to at most {len(chunks)}, or lower "
+            "retriever.chunk_size for more, smaller chunks"
+        )
+    limit = budget_tokens if budget_tokens is not None else window_tokens
+    if tokenizer is None or limit is None:
+        return
+    counts = chunk_token_counts(tokenizer, [c.text for c in chunks])
+    shortest = [chunks[i] for i in sorted(range(len(chunks)), key=counts.__getitem__)[:top_k]]
+
+    def tokens(n: int) -> int:
+        chosen = shortest[:n]
+        return count_tokens(
+            tokenizer, context_block([c.text for c in chosen], [c.chunk_id for c in chosen])
+        )
+
+    if budget_tokens is not None:
+        used = tokens(top_k)
+        if used > budget_tokens:
+            logger.warning(
+                "retriever.top_k=%d: even the %d shortest chunks take %d context tokens, over "
+                "retriever.context_budget_tokens=%d; every question keeps fewer chunks (the "
+                "lowest-ranked are dropped)",
+                top_k,
+                top_k,
+                used,
+                budget_tokens,
+            )
+        return
+    room = window_tokens - max_new_tokens
+    used = tokens(top_k)
+    if used <= room:
+        return
+    low, high = 0, top_k  # the most of the shortest chunks that fit: tokens(low) <= room
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if tokens(middle) <= room else (low, middle)
+    advice = (
+        f"set retriever.top_k to at most {low}"
+        if low
+        else "lower retriever.chunk_size (not even one chunk fits)"
+    )
+    raise RetrievalDepthError(
+        f"retriever.top_k={top_k}: even the {top_k} shortest chunks make a context of {used} "
+        f"tokens, which with generator.max_new_tokens={max_new_tokens} exceeds the generator's "
+        f"context window of {window_tokens} tokens, so every question would fail; {advice}, or "
+        f"set retriever.context_budget_tokens (below {room}) to keep the best chunks that fit"
+    )
+
+
+def chunk_token_counts(tokenizer, texts: Sequence[str], batch: int = 1024) -> list[int]:
+    """Tokens of each text with a Hugging Face tokenizer (no special tokens), in batches."""
+    counts: list[int] = []
+    for start in range(0, len(texts), batch):
+        encoded = tokenizer(list(texts[start : start + batch]), add_special_tokens=False)
+        counts += [len(ids) for ids in encoded["input_ids"]]
+    return counts
 
 
 def order_by_rank(items: Sequence[Any], ordering: str) -> list[Any]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.ragtune_cli import ragtune
+from tests.helpers.ragtune_cli import cache_with_tiny_model, ragtune
 
 BASE = [
     "experiment=smoke",
@@ -201,7 +201,7 @@ CASES = [
     Case(
         "candidates-below-top-k",
         "config",
-        ["retriever.top_k=5", "retriever.candidates=2"],
+        ["retriever.mode=hybrid", "retriever.top_k=5", "retriever.candidates=2"],
         ("retriever.top_k=5 exceeds", "retriever.candidates=2", ">= retriever.top_k=5"),
     ),
     Case(
@@ -259,6 +259,27 @@ CASES = [
         "corpus",
         lambda t: _docs(t, {"a.docx": b"PK\x03\x04", "b.exe": b"MZ"}),
         ("supported extension", "pandoc"),
+        "run",
+    ),
+    Case(
+        "corpus-jsonl-no-valid-line",
+        "corpus",
+        lambda t: _docs(t, {"rows.jsonl": '{"text": "cut\nnot json\n'}),
+        ("rows.jsonl", "no line is a JSON object", "lines 1, 2"),
+        "run",
+    ),
+    Case(
+        "top-k-above-the-chunks",
+        "corpus",
+        ["eval.arms=[rag]", "retriever.top_k=500"],
+        ("retriever.top_k=500 exceeds the", "chunks of the corpus", "retriever.top_k to at most"),
+        "run",
+    ),
+    Case(
+        "top-k-over-the-context-window",
+        "corpus",
+        ["eval.arms=[rag]", "retriever.top_k=3", "generator.context_window=48"],
+        ("retriever.top_k=3: even the 3 shortest chunks", "context window of 48 tokens"),
         "run",
     ),
     Case(
@@ -440,6 +461,26 @@ def test_bad_input_fails_clearly(case: Case, shared_cache: Path, tmp_path: Path)
     assert lines, output[-3000:]  # the whole message on one line (the budget guard may warn too)
     assert not (tmp_path / "out" / "results.json").is_file()
     assert _leftovers(shared_cache) == []
+
+
+def test_top_k_above_the_corpus_stops_before_embedding_or_training(tiny_model_dir, tmp_path):
+    """Every arm (training included), as the smoke experiment runs them; the tiny corpus has
+    a few dozen chunks at most."""
+    cache = cache_with_tiny_model(tmp_path / "cache", tiny_model_dir)
+    proc = ragtune(
+        tmp_path, "experiment=smoke", "tracking=none", "retriever.top_k=500", "hydra.run.dir=out",
+        cache=cache, timeout=300,
+    )  # fmt: skip
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output[-3000:]
+    (error,) = [line for line in output.splitlines() if "ERROR" in line]  # the log's one error
+    # the tiny corpus: 9 documents of fewer than 120 words, one chunk each
+    assert "retriever.top_k=500 exceeds the 9 chunks of the corpus" in error
+    assert "set retriever.top_k to at most 9" in error
+    assert "Traceback" not in output
+    assert not (tmp_path / "out" / "results.json").exists()
+    built = sorted(p.name for p in cache.iterdir())
+    assert built == ["models"], built  # no adapter, index or embeddings entry was started
 
 
 def test_answers_missing_from_the_corpus_are_a_warning_not_an_error(tmp_path, caplog):

@@ -4,7 +4,6 @@ generator, and the scale-out engines of .ci/services/ (SLURM, PostgreSQL, Ray)."
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.services import service, service_folder
+from tests.integration.services import free_port, service, service_folder
 
 # Loading the 135M model and importing the server stack took about 15 s on 2 busy cores; the
 # bound only stops a test from hanging on a server that never comes up.
@@ -29,12 +28,6 @@ class ServedModel:
     model: str  # the name requests carry: the folder the server was started with
     pid: int
     log: Path
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _log_tail(log: Path, chars: int = 600) -> str:
@@ -62,7 +55,7 @@ def transformers_server(real_model_cache, tmp_path_factory):
     from rag.core.models import resolve_generator
 
     folder = resolve_generator("smollm2-135m-instruct", real_model_cache)
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("transformers-serve") / "server.log"
     command = [str(cli), "serve", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--device", "cpu", "--dtype", "float32", folder]

@@ -1,13 +1,19 @@
 """Start and stop the engines of the scale-out tests with the repository's own scripts
-(``.ci/services/*.sh``); a component that is not installed skips its tests with the reason."""
+(``.ci/services/*.sh``); a component that is not installed skips its tests with the reason.
+Also an ``mlflow server`` on a free 127.0.0.1 port, started and stopped by its pid."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +24,13 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ROOT / ".ci" / "services"
 NOT_INSTALLED = 3  # the scripts' exit code for a missing component
 SERVICE_START_TIMEOUT_S = 300.0
+SERVER_STOP_TIMEOUT_S = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def service_folder(name: str) -> Path:
@@ -62,3 +75,51 @@ def require_module(name: str, hint: str) -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{name} is not installed ({err}); {hint}")
         pytest.skip(f"{name} is not installed; {hint}")
+
+
+@contextmanager
+def mlflow_server(
+    store: Path, backend_uri: str, workers: int, start_timeout_s: float
+) -> Iterator[str]:
+    """``mlflow server`` with ``backend_uri`` that proxies artifacts (--serve-artifacts) into
+    ``store/artifacts``; yields its URL once ``/health`` answers. Stopped whatever happens: its
+    own session (the server and its workers) by the pid started here, SIGTERM then SIGKILL."""
+    store.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    command = [
+        str(Path(sys.executable).with_name("mlflow")),
+        "server",
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--workers", str(workers),
+        "--backend-store-uri", backend_uri,
+        "--serve-artifacts",
+        "--artifacts-destination", str(store / "artifacts"),
+    ]  # fmt: skip
+    log = (store / "server.log").open("w")
+    server = subprocess.Popen(
+        command, cwd=store, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + start_timeout_s
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"mlflow server exited: {(store / 'server.log').read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2):
+                    break
+            except (urllib.error.URLError, OSError):
+                if time.monotonic() > deadline:
+                    pytest.fail(f"mlflow server not healthy after {start_timeout_s} s")
+                time.sleep(0.5)
+        yield uri
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=SERVER_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait(timeout=SERVER_STOP_TIMEOUT_S)
+        log.close()

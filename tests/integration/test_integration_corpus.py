@@ -103,3 +103,39 @@ def test_a_missing_corpus_path_is_one_clear_line(tmp_path):
     assert "corpus.paths" in output and "no/such/folder" in output
     assert "Traceback" not in output
     assert not (tmp_path / "out/results.json").exists()
+
+
+def test_malformed_jsonl_lines_and_duplicate_documents_are_reported(tmp_path):
+    import shutil
+
+    docs = shutil.copytree(BYOC / "docs", tmp_path / "docs")
+    # sorted before faq.txt ('-' < '.'): the copy is kept, faq.txt is the dropped duplicate
+    shutil.copy(docs / "faq.txt", docs / "faq-copy.txt")
+    rows = docs / "notes.jsonl"
+    rows.write_text(
+        '{"text": "The sailing club of Harbourview Labs meets on Fridays."}\n'
+        '{"text": "The library is open\n'  # line 2: cut short, not JSON
+        '{"text": "Parking permits are issued by the facilities team."}\n'
+        '{"text": "The summer party is held in the courtyard."}\n'
+    )
+    proc = ragtune(
+        tmp_path, "experiment=smoke", "corpus=files", f"corpus.paths=[{docs}]", "qa=file",
+        f"qa.path={BYOC / 'questions.jsonl'}", "qa.eval_fraction=0.5", "eval.arms=[rag]",
+        "tracking=none", "hydra.run.dir=out",
+        # the three shortest chunks (the rows, 8 or 9 words each) exceed 16 tokens: a warning
+        "retriever.top_k=3", "retriever.context_budget_tokens=16",
+    )  # fmt: skip
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    corpus = json.loads((tmp_path / "out/results.json").read_text())["stages"]["corpus"]
+    ingest = corpus["ingest"]
+    # 3 files of the example (faq.txt dropped for its copy) + the 3 valid rows
+    assert ingest["documents"] == corpus["documents"] == 6
+    assert ingest["documents_by_format"]["jsonl"] == 3
+    assert ingest["malformed_lines"] == 1 and ingest["malformed_line_numbers"] == {str(rows): [2]}
+    assert ingest["duplicate_documents"] == 1
+    assert corpus["qa_file"]["unknown_doc_ids"] == 0  # "faq.txt" names the kept copy
+    warnings = [line for line in output.splitlines() if "malformed line" in line]
+    assert len(warnings) == 1 and str(rows) in warnings[0] and "(line 2)" in warnings[0]
+    assert "dropped 1 duplicate document(s)" in output
+    assert "over retriever.context_budget_tokens=16; every question keeps fewer chunks" in output

@@ -8,13 +8,11 @@ The process is stopped at a named point by the test hook in rag/core/pause.py, t
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.ragtune_cli import cache_with_tiny_model, finish, kill_at_pause, start_ragtune
 
 pytestmark = pytest.mark.integration
 
@@ -34,31 +32,10 @@ OVERRIDES = [
 ]
 
 
-def _cache_with_tiny_model(cache: Path, tiny_model_dir: str) -> Path:
-    """A fresh cache that shares the session's tiny model (building it is not under test)."""
-    (cache / "models").mkdir(parents=True)
-    (cache / "models" / Path(tiny_model_dir).name).symlink_to(tiny_model_dir)
-    return cache
-
-
-def _start(cwd: Path, cache: Path, run_dir: str, pause_at: str | None = None) -> subprocess.Popen:
-    env = {**os.environ, "RAGTUNE_CACHE_DIR": str(cache)}
-    if pause_at:
-        env |= {"RAGTUNE_TEST_PAUSE_AT": pause_at, "RAGTUNE_TEST_PAUSE_FILE": str(cwd / "paused")}
-    return subprocess.Popen(
-        [sys.executable, "-m", "evaluate.cli", *OVERRIDES, f"hydra.run.dir={run_dir}"],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+def _run(cwd: Path, cache: Path, run_dir: str, pause_at: str | None = None):
+    return start_ragtune(
+        cwd, *OVERRIDES, f"hydra.run.dir={run_dir}", cache=cache, pause_at=pause_at
     )
-
-
-def _finish(proc: subprocess.Popen) -> str:
-    output, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, output[-3000:]
-    return output
 
 
 def _leftovers(cache: Path) -> list[str]:
@@ -85,8 +62,8 @@ def _scores(results: dict) -> dict:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, tiny_model_dir) -> dict:
     cwd = tmp_path_factory.mktemp("uninterrupted")
-    cache = _cache_with_tiny_model(cwd / "cache", tiny_model_dir)
-    _finish(_start(cwd, cache, "out"))
+    cache = cache_with_tiny_model(cwd / "cache", tiny_model_dir)
+    finish(_run(cwd, cache, "out"))
     return json.loads((cwd / "out" / "results.json").read_text())
 
 
@@ -94,15 +71,8 @@ def uninterrupted(tmp_path_factory, tiny_model_dir) -> dict:
 # embeddings build; index: between index.faiss and the manifest of the entry.
 @pytest.mark.parametrize("point", ["ingest", "embed", "index"])
 def test_killed_run_resumes_to_the_same_scores(point, uninterrupted, tmp_path, tiny_model_dir):
-    cache = _cache_with_tiny_model(tmp_path / "cache", tiny_model_dir)
-    proc = _start(tmp_path, cache, "killed", pause_at=point)
-    deadline = time.monotonic() + 300
-    while not (tmp_path / "paused").exists():
-        assert proc.poll() is None, f"exited before {point}: {proc.communicate()[0][-3000:]}"
-        assert time.monotonic() < deadline, f"never reached {point}"
-        time.sleep(0.1)
-    proc.kill()  # SIGKILL: no cleanup code runs
-    proc.communicate(timeout=60)
+    cache = cache_with_tiny_model(tmp_path / "cache", tiny_model_dir)
+    kill_at_pause(_run(tmp_path, cache, "killed", pause_at=point), tmp_path, point)
     assert not (tmp_path / "killed" / "results.json").exists()
     if point == "ingest":
         assert not (cache / "indexes").exists()
@@ -110,7 +80,7 @@ def test_killed_run_resumes_to_the_same_scores(point, uninterrupted, tmp_path, t
         assert _leftovers(cache), "the kill did not land inside a build"
         assert _entries(cache, "indexes") == []
 
-    output = _finish(_start(tmp_path, cache, "resumed"))
+    output = finish(_run(tmp_path, cache, "resumed"))
     resumed = json.loads((tmp_path / "resumed" / "results.json").read_text())
     assert _scores(resumed) == _scores(uninterrupted)
     assert resumed["stages"]["index"]["reused"] is False  # rebuilt, not trusted half-written

@@ -4,31 +4,18 @@ HTTP, its run, metrics and artifacts read back over HTTP."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from evaluate.cli import CONF_DIR, to_config
+from tests.integration.services import mlflow_server as start_mlflow_server
 
 pytestmark = pytest.mark.integration
 
 SERVER_START_TIMEOUT_S = 90.0  # about 10 s here (a fresh sqlite store is migrated first)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def http_json(url: str, body: dict | None = None) -> dict:
@@ -40,53 +27,13 @@ def http_json(url: str, body: dict | None = None) -> dict:
 
 @pytest.fixture
 def mlflow_server(tmp_path):
-    """A server with a sqlite back-end store that proxies artifacts (--serve-artifacts) into
-    its own folder; stopped (its process group, by the pid started here) whatever happens."""
+    """A server with a sqlite back-end store that proxies artifacts into its own folder."""
     store = tmp_path / "server"
-    store.mkdir()
-    port = free_port()
-    mlflow_bin = Path(sys.executable).with_name("mlflow")
-    command = [
-        str(mlflow_bin),
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--backend-store-uri",
-        f"sqlite:///{store / 'mlflow.db'}",
-        "--serve-artifacts",
-        "--artifacts-destination",
-        str(store / "artifacts"),
-    ]
-    log = (store / "server.log").open("w")
-    server = subprocess.Popen(
-        command, cwd=store, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"mlflow server exited: {(store / 'server.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2):
-                    break
-            except (urllib.error.URLError, OSError):
-                if time.monotonic() > deadline:
-                    pytest.fail(f"mlflow server not healthy after {SERVER_START_TIMEOUT_S} s")
-                time.sleep(0.5)
+    backend = f"sqlite:///{store / 'mlflow.db'}"
+    with start_mlflow_server(
+        store, backend, workers=1, start_timeout_s=SERVER_START_TIMEOUT_S
+    ) as uri:
         yield uri, store
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)  # its own session: the server and its workers
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=15)
-        log.close()
 
 
 def test_a_run_logged_through_a_tracking_server_is_readable_over_http(

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.integration.services import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -38,12 +39,6 @@ TRAINING = [
     "qa.max_eval_questions=2",
 ]
 RUN_TIMEOUT_S = 900
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run(command: list[str], cwd: Path, cache: Path, name: str) -> dict:

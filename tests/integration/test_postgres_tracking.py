@@ -5,18 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.integration.services import require_module
+from tests.integration.services import mlflow_server, require_module
 
 pytestmark = pytest.mark.integration
 
@@ -25,58 +20,16 @@ SERVER_START_TIMEOUT_S = 300.0  # a fresh PostgreSQL database is migrated to MLf
 JOB_TIMEOUT_S = 900
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def postgres_mlflow_server(postgres_uri, tmp_path):
-    """``mlflow server`` with the PostgreSQL back-end store and served artifacts, stopped by
-    the pid it was started with (its own session: the server and its workers)."""
+    """``mlflow server`` with the PostgreSQL back-end store and served artifacts."""
     # SQLAlchemy's default driver for postgresql:// URIs is psycopg (version 3)
     require_module("psycopg", "pip install 'psycopg[binary]==3.3.*' (the cluster extra)")
     store = tmp_path / "server"
-    store.mkdir()
-    port = free_port()
-    command = [
-        str(Path(sys.executable).with_name("mlflow")),
-        "server",
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--workers", "2",
-        "--backend-store-uri", postgres_uri,
-        "--serve-artifacts",
-        "--artifacts-destination", str(store / "artifacts"),
-    ]  # fmt: skip
-    log = (store / "server.log").open("w")
-    server = subprocess.Popen(
-        command, cwd=store, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"mlflow server exited: {(store / 'server.log').read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2):
-                    break
-            except (urllib.error.URLError, OSError):
-                if time.monotonic() > deadline:
-                    pytest.fail(f"mlflow server not healthy after {SERVER_START_TIMEOUT_S} s")
-                time.sleep(1)
+    with mlflow_server(
+        store, postgres_uri, workers=2, start_timeout_s=SERVER_START_TIMEOUT_S
+    ) as uri:
         yield uri, store
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait(timeout=30)
-        log.close()
 
 
 def rows_in_postgres(postgres_uri: str, experiment: str) -> list[tuple[str, str]]:

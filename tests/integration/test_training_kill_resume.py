@@ -5,13 +5,11 @@ with the loss curve, adapter and answers of an uninterrupted run."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.ragtune_cli import cache_with_tiny_model, finish, kill_at_pause, start_ragtune
 
 pytestmark = pytest.mark.integration
 
@@ -28,30 +26,10 @@ OVERRIDES = [
 ]
 
 
-def _cache(cache: Path, tiny_model_dir: str) -> Path:
-    (cache / "models").mkdir(parents=True)
-    (cache / "models" / Path(tiny_model_dir).name).symlink_to(tiny_model_dir)
-    return cache
-
-
-def _start(cwd: Path, cache: Path, run_dir: str, pause: bool = False) -> subprocess.Popen:
-    env = {**os.environ, "RAGTUNE_CACHE_DIR": str(cache)}
-    if pause:
-        env |= {"RAGTUNE_TEST_PAUSE_AT": "checkpoint", "RAGTUNE_TEST_PAUSE_FILE": str(cwd / "p")}
-    return subprocess.Popen(
-        [sys.executable, "-m", "evaluate.cli", *OVERRIDES, f"hydra.run.dir={run_dir}"],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+def _run(cwd: Path, cache: Path, run_dir: str, pause_at: str | None = None):
+    return start_ragtune(
+        cwd, *OVERRIDES, f"hydra.run.dir={run_dir}", cache=cache, pause_at=pause_at
     )
-
-
-def _finish(proc: subprocess.Popen) -> str:
-    output, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, output[-3000:]
-    return output
 
 
 def _outcome(folder: Path) -> dict:
@@ -69,23 +47,17 @@ def _outcome(folder: Path) -> dict:
 def test_sigkill_during_training_resumes_from_the_checkpoint(tmp_path, tiny_model_dir):
     whole_dir = tmp_path / "whole"
     whole_dir.mkdir()
-    whole_cache = _cache(whole_dir / "cache", tiny_model_dir)
-    _finish(_start(whole_dir, whole_cache, "out"))
+    whole_cache = cache_with_tiny_model(whole_dir / "cache", tiny_model_dir)
+    finish(_run(whole_dir, whole_cache, "out"))
     whole = _outcome(whole_dir / "out")
 
-    cache = _cache(tmp_path / "cache", tiny_model_dir)
-    proc = _start(tmp_path, cache, "killed", pause=True)
-    deadline = time.monotonic() + 300
-    while not (tmp_path / "p").exists():
-        assert proc.poll() is None, proc.communicate()[0][-3000:]
-        assert time.monotonic() < deadline, "no checkpoint was saved"
-        time.sleep(0.1)
-    proc.kill()  # SIGKILL, right after the step-5 checkpoint is complete
-    proc.communicate(timeout=60)
+    cache = cache_with_tiny_model(tmp_path / "cache", tiny_model_dir)
+    # SIGKILL right after the step-5 checkpoint is complete
+    kill_at_pause(_run(tmp_path, cache, "killed", pause_at="checkpoint"), tmp_path, "checkpoint")
     (work,) = (cache / "adapters").glob(".work-*")
     assert [p.name for p in work.glob("checkpoint-*")] == ["checkpoint-5"]
 
-    output = _finish(_start(tmp_path, cache, "resumed"))
+    output = finish(_run(tmp_path, cache, "resumed"))
     assert "resuming training from step 5" in output, output[-3000:]
     resumed = _outcome(tmp_path / "resumed")
     assert resumed == whole

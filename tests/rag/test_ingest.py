@@ -328,3 +328,108 @@ def test_a_symlink_loop_is_skipped_with_a_reason(tmp_path):
         ("b.txt", "a symlink loop: it names no file"),
     ]
     assert [f.name for f in corpus_files([tmp_path])] == ["good.txt"]
+
+
+ROWS = [
+    {"text": "The ferry to Kessel leaves at dawn."},
+    {"text": "The harbour master is Ines Varga."},
+    {"text": "Nets are mended on Thursdays."},
+]
+
+
+def test_a_malformed_jsonl_line_is_skipped_and_named(tmp_path, caplog):
+    path = tmp_path / "rows.jsonl"
+    lines = [json.dumps(ROWS[0]), '{"text": "cut short', json.dumps(ROWS[1]), json.dumps(ROWS[2])]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        documents, report = load_user_corpus(path)
+    assert [d.text for d in documents] == [r["text"] for r in ROWS]
+    assert [d.metadata["row"] for d in documents] == [0, 2, 3]  # rows of the whole file
+    assert report.malformed_lines == 1
+    assert report.malformed_line_numbers == {str(path): [2]}
+    assert report.to_dict()["malformed_lines"] == 1 and not report.skipped
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]  # datasets' parse error
+    assert str(path) in warning and "(line 2)" in warning and "kept its 3 valid rows" in warning
+    # the valid rows keep the ids they have once the bad line is fixed
+    lines[1] = json.dumps({"text": "Repaired row."})
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    fixed, fixed_report = load_user_corpus(path)
+    assert fixed_report.malformed_lines == 0
+    assert [d.doc_id for d in fixed if d.metadata["row"] != 1] == [d.doc_id for d in documents]
+
+
+def test_blank_lines_and_non_objects_in_jsonl(tmp_path, caplog):
+    path = tmp_path / "rows.jsonl"
+    # 1 row, 2 blank, 3 broken, 4 row, 5 a number, 6 a list, 7 row, 8 broken
+    lines = [json.dumps(ROWS[0]), "", '{"text": }', json.dumps(ROWS[1]), "42", '["a"]']
+    lines += [json.dumps(ROWS[2]), "{"]
+    path.write_text("\n".join(lines), encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        documents, report = load_user_corpus(path)
+    assert [d.text for d in documents] == [r["text"] for r in ROWS]
+    assert [d.metadata["row"] for d in documents] == [0, 2, 5]  # blank lines are no rows
+    assert report.malformed_lines == 4
+    assert report.malformed_line_numbers == {str(path): [3, 5, 6, 8]}
+    assert any("(lines 3, 5, 6, 8)" in r.getMessage() for r in caplog.records)
+
+
+def test_many_malformed_lines_are_listed_first_few_and_counted(tmp_path, caplog):
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps(ROWS[0]) + "\n" + "oops\n" * 12, encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        documents, report = load_user_corpus(path)
+    assert len(documents) == 1 and report.malformed_lines == 12
+    assert report.malformed_line_numbers[str(path)] == list(range(2, 12))  # the first ten
+    assert any("(lines 2, 3, 4, 5, 6, ... (12 in all))" in r.getMessage() for r in caplog.records)
+
+
+def test_a_jsonl_file_without_a_valid_line_is_skipped_and_alone_an_error(tmp_path):
+    (tmp_path / "bad.jsonl").write_text('{"text": \nnot json\n[1]\n', encoding="utf-8")
+    (tmp_path / "good.txt").write_text("A good document.", encoding="utf-8")
+    documents, report = load_user_corpus(tmp_path)
+    assert [d.text for d in documents] == ["A good document."]
+    (skipped,) = report.skipped
+    assert skipped.reason.startswith("no line is a JSON object (3 malformed: lines 1, 2, 3)")
+    with pytest.raises(CorpusError) as err:
+        load_user_corpus(tmp_path / "bad.jsonl")
+    message = str(err.value)
+    assert "\n" not in message and "bad.jsonl" in message and "lines 1, 2, 3" in message
+
+
+def test_identical_documents_are_dropped_counted_and_still_resolvable(tmp_path, caplog):
+    from rag.qa.sets import load_qa_file
+
+    root = tmp_path / "docs"
+    root.mkdir()
+    (root / "a.txt").write_text("Alpha is the first letter.", encoding="utf-8")
+    (root / "b.txt").write_text("Alpha is the first letter.", encoding="utf-8")  # = a.txt
+    (root / "c.md").write_text("Gamma comes third.", encoding="utf-8")
+    rows = ["Alpha is the first letter.", "Delta is fourth.", "Delta is fourth."]  # 2 repeats
+    (root / "d.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in rows))
+    with caplog.at_level("WARNING"):
+        documents, report = load_user_corpus(root)
+    assert [(d.metadata["path"], d.metadata["row"]) for d in documents] == [
+        ("a.txt", None),
+        ("c.md", None),
+        ("d.jsonl", 1),
+    ]
+    assert report.duplicate_documents == 3 and report.documents == 3
+    assert report.documents_by_format == {"txt": 1, "md": 1, "jsonl": 1}
+    assert any("dropped 3 duplicate document(s)" in r.getMessage() for r in caplog.records)
+    kept_a = documents[0]
+    dropped_b = document_id("b.txt", "Alpha is the first letter.")
+    assert [d["doc_id"] for d in kept_a.metadata["duplicates"]] == [
+        dropped_b,
+        document_id("d.jsonl", "Alpha is the first letter.", 0),
+    ]
+    questions = tmp_path / "q.jsonl"
+    refs = ["b.txt", "b", dropped_b, "a"]  # path, stem and id of the dropped copy; the kept one
+    rows = [
+        {"question": f"Which is first ({n})?", "answer": "Alpha", "doc_id": r}
+        for n, r in enumerate(refs)
+    ]
+    questions.write_text("\n".join(json.dumps(row) for row in rows))
+    pairs, qa_report = load_qa_file(questions, documents)
+    assert qa_report.unknown_doc_ids == 0
+    assert [p.supporting_doc_ids for p in pairs] == [[kept_a.doc_id]] * 4

@@ -8,7 +8,13 @@ import pytest
 
 from rag.core.prompts import SYSTEM_PROMPT, closed_book_messages, context_block, rag_messages
 from rag.core.types import Chunk
-from rag.retrieval.context import build_context, count_tokens, order_by_rank
+from rag.retrieval.context import (
+    RetrievalDepthError,
+    build_context,
+    check_top_k,
+    count_tokens,
+    order_by_rank,
+)
 from rag.retrieval.retriever import Retrieval
 
 
@@ -28,6 +34,9 @@ class WordTokenizer:
 
     def decode(self, ids):
         return " ".join(self.words[i] for i in ids)
+
+    def __call__(self, texts, add_special_tokens=False):  # batches, as Hugging Face's
+        return {"input_ids": [self.encode(text) for text in texts]}
 
 
 def chunk(chunk_id: str, text: str) -> Chunk:
@@ -125,3 +134,42 @@ def test_bad_settings_and_unchanged_shared_prompts():
         {"role": "user", "content": "Q?"},
     ]
     assert "[1] x\n\n[2] y\n\n" in rag_messages("Q?", ["x", "y"])[1]["content"]
+
+
+CHUNKING = "retriever.chunk_strategy=words, retriever.chunk_size=4"
+
+
+def test_top_k_above_the_chunk_count_is_an_error_naming_top_k():
+    with pytest.raises(RetrievalDepthError) as err:
+        check_top_k(4, RANKED, CHUNKING)
+    message = str(err.value)
+    assert message.startswith("retriever.top_k=4 exceeds the 3 chunks of the corpus (")
+    assert CHUNKING in message and "set retriever.top_k to at most 3" in message
+    check_top_k(3, RANKED, CHUNKING)  # every chunk: allowed
+
+
+def test_top_k_whose_shortest_chunks_overflow_the_window_is_an_error():
+    # shortest first: b (2 words), a (3), c (4); with their labels 3, 4 and 5 tokens
+    with pytest.raises(RetrievalDepthError) as err:
+        check_top_k(3, RANKED, CHUNKING, WordTokenizer(), window_tokens=14, max_new_tokens=4)
+    message = str(err.value)
+    assert "retriever.top_k=3: even the 3 shortest chunks make a context of 12 tokens" in message
+    assert "generator.max_new_tokens=4 exceeds the generator's context window of 14" in message
+    assert "set retriever.top_k to at most 2" in message  # 3 + 4 = 7 <= 14 - 4
+    assert "retriever.context_budget_tokens (below 10)" in message and "\n" not in message
+    check_top_k(3, RANKED, CHUNKING, WordTokenizer(), window_tokens=16, max_new_tokens=4)
+    with pytest.raises(RetrievalDepthError, match="not even one chunk fits"):
+        check_top_k(1, RANKED, CHUNKING, WordTokenizer(), window_tokens=5, max_new_tokens=4)
+
+
+def test_with_a_budget_chunks_are_dropped_by_design_so_only_a_warning(caplog):
+    with caplog.at_level(logging.WARNING, logger="rag.retrieval.context"):
+        check_top_k(3, RANKED, CHUNKING, WordTokenizer(), None, 4, budget_tokens=10)
+    assert (
+        "retriever.top_k=3: even the 3 shortest chunks take 12 context tokens, over "
+        "retriever.context_budget_tokens=10" in caplog.text
+    )
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rag.retrieval.context"):
+        check_top_k(3, RANKED, CHUNKING, WordTokenizer(), None, 4, budget_tokens=12)
+    assert caplog.text == ""
