@@ -95,14 +95,24 @@ def self_hosted_vs_api_rows(run: RunRecord) -> list[list[str]]:
 
 
 def swept_params(runs: list[RunRecord]) -> list[str]:
-    """Config keys whose value differs between runs (paths and names excluded); runs without
-    parameters (nothing logged) are left out."""
-    runs = [r for r in runs if r.params]
+    """Config keys whose value differs between the measured runs (paths and names excluded).
+    Only runs with arm results count: a run killed or failed before answering has parameters
+    but no figures, and would otherwise make a one-point "sweep" of whatever it changed."""
+    runs = [r for r in runs if r.params and r.arms]
     keys = set().union(*(r.params for r in runs)) if runs else set()
     ignore = ("paths.", "tracking.", "experiment.")
     return sorted(
         k for k in keys if not k.startswith(ignore) and len({r.params.get(k) for r in runs}) > 1
     )
+
+
+def run_heading(run: RunRecord, swept: list[str]) -> str:
+    """``Run NAME (key=value, ...)`` with the run's values of the swept keys, and its status
+    when it did not finish."""
+    values = ", ".join(f"{k}={run.params[k]}" for k in swept if k in run.params)
+    status = "" if run.status == "FINISHED" else run.status
+    details = "; ".join(x for x in (values, status) if x)
+    return f"Run {run.run_name}" + (f" ({details})" if details else "")
 
 
 def repeats(run: RunRecord, earlier: list[RunRecord]) -> RunRecord | None:
@@ -146,7 +156,7 @@ def write_report(runs: list[RunRecord], title: str, out_dir: Path) -> Path:
         plot_cascade(latest, out_dir),
     ]
     swept = swept_params(runs)
-    plots += [plot_sweep(runs, key, out_dir) for key in swept]
+    plots += [plot_sweep([r for r in runs if r.arms], key, out_dir) for key in swept]
     plots = [p for p in plots if p is not None]
     md = [f"# {title}", "", f"{len(runs)} run(s). {INTRO}", ""]
     page = [f"<h1>{html.escape(title)}</h1>", f"<p>{len(runs)} run(s). {html.escape(INTRO)}</p>"]
@@ -159,16 +169,19 @@ def write_report(runs: list[RunRecord], title: str, out_dir: Path) -> Path:
         ]
     sections: list[tuple[str, list[str], list[list[str]] | str]] = []
     for index, run in enumerate(runs):
-        status = "" if run.status == "FINISHED" else f" ({run.status})"
+        heading = run_heading(run, swept)
         same = repeats(run, runs[:index])
         if same is not None:  # no second, identical table
             note = (
                 f"Every answer was reused from an earlier run: the figures are those of run "
                 f"{same.run_name}, not a new measurement."
             )
-            sections.append((f"Run {run.run_name}{status}: reused", [], note))
+            sections.append((f"{heading}: reused", [], note))
+        elif not run.arms:  # killed or failed before any arm was measured: no row of gaps
+            note = "No arm was measured: the run ended before answering (killed or failed)."
+            sections.append((heading, [], note))
         else:
-            sections.append((f"Run {run.run_name}{status}", summary_header(), comparison_rows(run)))
+            sections.append((heading, summary_header(), comparison_rows(run)))
     sections.append(
         (
             f"Break-even and significance (run {latest.run_name})",

@@ -56,12 +56,37 @@ def test_missing_metrics_are_marked_not_invented(tmp_path):
     assert "Run b (FAILED)" in text and GAP in text
 
 
+MEASURED = {"rag": {"accuracy/contains": 0.5}}
+
+
 def test_swept_parameters_are_the_ones_that_differ():
     runs = [
-        run("a", {}, {"retriever.top_k": "3", "paths.cache_dir": "/x", "seed": "0"}),
-        run("b", {}, {"retriever.top_k": "5", "paths.cache_dir": "/y", "seed": "0"}),
+        run("a", MEASURED, {"retriever.top_k": "3", "paths.cache_dir": "/x", "seed": "0"}),
+        run("b", MEASURED, {"retriever.top_k": "5", "paths.cache_dir": "/y", "seed": "0"}),
     ]
     assert swept_params(runs) == ["retriever.top_k"]
+
+
+def test_a_killed_run_is_a_note_and_sweeps_nothing(tmp_path):
+    """A run killed before answering has parameters but no figures: it is neither a row of
+    gaps nor the second point of a one-point "sweep" of the key it changed."""
+    done = run("done", MEASURED, {"finetune.max_steps": "-1"})
+    killed = run("killed", {}, {"finetune.max_steps": "5"}, status="FAILED")
+    assert swept_params([done, killed]) == []
+    text = (write_report([done, killed], "t", tmp_path) / "report.md").read_text()
+    assert "## Run killed (FAILED)" in text and "No arm was measured" in text
+    assert "max_steps" not in text
+    assert not list(tmp_path.glob("sweep_*"))
+
+
+def test_headings_of_a_sweep_show_each_runs_swept_values(tmp_path):
+    runs = [
+        run("sweep-0", MEASURED, {"retriever.top_k": "1", "seed": "0"}),
+        run("sweep-1", MEASURED, {"retriever.top_k": "3", "seed": "0"}),
+    ]
+    text = (write_report(runs, "t", tmp_path) / "report.md").read_text()
+    assert "## Run sweep-0 (retriever.top_k=1)" in text
+    assert "## Run sweep-1 (retriever.top_k=3)" in text
 
 
 # Two arms by hand: A costs nothing up front and 2 USD per 1k queries, B 10 USD up front and
@@ -199,5 +224,5 @@ def test_axis_scale_is_a_power_of_a_thousand_in_the_label():
 
 
 def test_a_run_without_parameters_sweeps_nothing():
-    runs = [run("a", {}, {"retriever.top_k": "3"}), run("b", {}, {})]
+    runs = [run("a", MEASURED, {"retriever.top_k": "3"}), run("b", MEASURED, {})]
     assert swept_params(runs) == []
