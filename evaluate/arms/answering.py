@@ -172,10 +172,7 @@ def _generated(arm, qa, generator, retriever, messages, retrieval, built) -> Pre
             e2e_s=gen.e2e_s,
             request_s=gen.e2e_s,
         )
-        logprobs = getattr(gen, "token_logprobs", None)
-        if logprobs:
-            prediction.logprob_mean = math.fsum(logprobs) / len(logprobs)
-            prediction.logprob_min = min(logprobs)
+        set_confidence(prediction, getattr(gen, "token_logprobs", None))
         score(prediction, qa)
     if retrieval is not None:
         _add_retrieval(prediction, qa, retrieval, built, retriever.top_k)
@@ -444,11 +441,11 @@ def _run_batched(
     for start in tqdm(starts, desc=f"arm {arm} batched", unit="batch", disable=not progress):
         rows = fits[start : start + batch_size]
         answers = answer_batches(generator, [prepared[i][0] for i in rows], batch_size)
-        for i, (text, input_tokens, output_tokens) in zip(rows, answers, strict=True):
+        for i, (text, input_tokens, output_tokens, logprobs) in zip(rows, answers, strict=True):
             if i < latency_questions:  # answered again below, batch-1 and timed
                 batched_text[i] = text
                 continue
-            found[i] = _untimed(arm, questions[i], text, input_tokens, output_tokens)
+            found[i] = _untimed(arm, questions[i], text, input_tokens, output_tokens, logprobs)
             _, retrieval, built = prepared[i]
             if retrieval is not None:
                 _add_retrieval(found[i], questions[i], retrieval, built, retriever.top_k)
@@ -470,8 +467,22 @@ def _run_batched(
     return list(found)  # type: ignore[arg-type]
 
 
-def _untimed(arm: str, qa: QAPair, text: str, input_tokens: int, output_tokens: int) -> Prediction:
-    """A batched answer: scored, with token counts, without batch-1 timings."""
+def set_confidence(p: Prediction, logprobs: list[float] | None) -> None:
+    """The answer's token-level confidence: mean and minimum log-probability of its tokens."""
+    if logprobs:
+        p.logprob_mean = math.fsum(logprobs) / len(logprobs)
+        p.logprob_min = min(logprobs)
+
+
+def _untimed(
+    arm: str,
+    qa: QAPair,
+    text: str,
+    input_tokens: int,
+    output_tokens: int,
+    logprobs: list[float] | None = None,
+) -> Prediction:
+    """A batched answer: scored, with token counts and confidence, without batch-1 timings."""
     p = Prediction(
         arm=arm,
         qa_id=qa.qa_id,
@@ -488,5 +499,6 @@ def _untimed(arm: str, qa: QAPair, text: str, input_tokens: int, output_tokens: 
         e2e_s=0.0,
         latency_measured=False,
     )
+    set_confidence(p, logprobs)
     score(p, qa)
     return p

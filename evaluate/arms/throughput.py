@@ -63,9 +63,9 @@ def answer_batches(
     batch_size: int,
     progress: bool = False,
     desc: str = "answers",
-) -> list[tuple[str, int, int]]:
-    """``(text, input_tokens, output_tokens)`` per chat, in the given order, from greedy
-    generation in left-padded batches of ``batch_size``.
+) -> list[tuple[str, int, int, list[float]]]:
+    """``(text, input_tokens, output_tokens, token_logprobs)`` per chat, in the given order,
+    from greedy generation in left-padded batches of ``batch_size``.
 
     Chats are grouped by prompt length (sorted) before batching, so a batch pads its prompts
     to a similar length instead of to the longest of a random mix. Text and token counts follow
@@ -76,19 +76,23 @@ def answer_batches(
     order = sorted(
         range(len(messages_list)), key=lambda i: generator.prompt_tokens(messages_list[i])
     )
-    results: list[tuple[str, int, int] | None] = [None] * len(messages_list)
+    results: list[tuple[str, int, int, list[float]] | None] = [None] * len(messages_list)
     starts = range(0, len(order), batch_size)
     for start in tqdm(starts, desc=desc, unit="batch", disable=not progress):
         rows = order[start : start + batch_size]
-        ids, input_tokens = _generate(generator, [messages_list[i] for i in rows])
-        for i, new_ids, n_in in zip(rows, ids, input_tokens, strict=True):
+        ids, input_tokens, logprobs = _generate(
+            generator, [messages_list[i] for i in rows], logprobs=True
+        )
+        for i, new_ids, n_in, lp in zip(rows, ids, input_tokens, logprobs, strict=True):
             text = generator.tokenizer.decode(new_ids, skip_special_tokens=True).strip()
-            results[i] = (text, n_in, len(new_ids))
+            results[i] = (text, n_in, len(new_ids), lp)
     return results  # type: ignore[return-value]
 
 
-def _generate(generator: ChatGenerator, batch: Sequence[Messages]):
-    """The generated ids of each chat (cut after its first EOS) and its prompt tokens."""
+def _generate(generator: ChatGenerator, batch: Sequence[Messages], logprobs: bool = False):
+    """The generated ids of each chat (cut after its first EOS), its prompt tokens, and with
+    ``logprobs`` each generated token's log-probability (the cascade's confidence; otherwise
+    None, so the throughput measurement keeps no logits)."""
     import torch
 
     tokenizer = generator.tokenizer
@@ -108,11 +112,22 @@ def _generate(generator: ChatGenerator, batch: Sequence[Messages]):
             do_sample=False,
             num_beams=1,
             pad_token_id=tokenizer.pad_token_id,
+            return_dict_in_generate=logprobs,
+            output_logits=logprobs,
         )
-    new_ids = output[:, inputs["input_ids"].shape[1] :].tolist()
+    sequences = output.sequences if logprobs else output
+    generated = sequences[:, inputs["input_ids"].shape[1] :]
     eos_ids = eos_token_ids(generator)
     prompt_tokens = [int(n) for n in inputs["attention_mask"].sum(dim=1).tolist()]
-    return [row[: count_generated(row, eos_ids)] for row in new_ids], prompt_tokens
+    rows = [row[: count_generated(row, eos_ids)] for row in generated.tolist()]
+    if not logprobs:
+        return rows, prompt_tokens, None
+    from evaluate.backends.transformers import token_logprobs
+
+    scored = [
+        token_logprobs(output.logits, generated[r, : len(ids)], row=r) for r, ids in enumerate(rows)
+    ]
+    return rows, prompt_tokens, scored
 
 
 def measure_throughput(

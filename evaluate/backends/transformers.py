@@ -150,15 +150,17 @@ class ChatGenerator:
         return Generation(text, int(prompt_len), n, ttft_s, tpot_s, e2e_s, logprobs)
 
 
-def token_logprobs(step_logits, token_ids) -> list[float]:
+def token_logprobs(step_logits, token_ids, row: int = 0) -> list[float]:
     """Natural-log probability of each generated token under the model's (greedy, unprocessed)
-    next-token distribution; computed once after generation, off the timed path."""
+    next-token distribution; computed once after generation, off the timed path. ``row`` is the
+    request's row in a batch; a row that stopped early scores only its own ``token_ids``."""
     import torch
 
-    if not step_logits:
+    steps = min(len(step_logits), len(token_ids))
+    if steps == 0:
         return []
-    logits = torch.stack([step[0] for step in step_logits]).float()  # (steps, vocab), batch 0
-    chosen = token_ids[: logits.shape[0]].to(logits.device).long()
+    logits = torch.stack([step[row] for step in step_logits[:steps]]).float()  # (steps, vocab)
+    chosen = token_ids[:steps].to(logits.device).long()
     picked = torch.log_softmax(logits, dim=-1).gather(1, chosen[:, None])[:, 0]
     return [float(v) for v in picked]
 

@@ -159,3 +159,23 @@ def test_measure_throughput_rejects_bad_arguments(tiny_generator):
         measure_throughput(tiny_generator, [closed_book_messages("Who?")], batch_size=0)
     with pytest.raises(ValueError, match="at least one"):
         measure_throughput(tiny_generator, [], batch_size=2)
+
+
+def test_batched_answers_carry_the_confidence_of_batch_one(tiny_model_dir, tokenizer):
+    """A batched answer's token log-probabilities (the cascade escalates on them) equal those of
+    the batch-1 path for the same prompt, also for rows that stop before the longest one."""
+    from evaluate.arms.throughput import answer_batches
+
+    model = LengthStopLlama.from_pretrained(tiny_model_dir)
+    model.filler_id = tokenizer("Answer", add_special_tokens=False)["input_ids"][0]
+    generator = ChatGenerator(model, tokenizer, max_new_tokens=8)
+    chats = [closed_book_messages(q) for q in ["Who?", "Where was Orlen born?", "What"]]
+    singles = [generator.generate(chat) for chat in chats]
+    assert len({g.output_tokens for g in singles}) > 1, "rows must stop at different steps"
+
+    batched = answer_batches(generator, chats, batch_size=3)
+    for single, (text, _, n_out, logprobs) in zip(singles, batched, strict=True):
+        assert text == single.text and n_out == single.output_tokens
+        assert len(logprobs) == n_out  # one per generated token, none for padding steps
+        assert logprobs == pytest.approx(single.token_logprobs, abs=1e-4)
+        assert all(lp <= 0.0 for lp in logprobs)  # log of a probability
