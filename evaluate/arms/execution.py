@@ -78,8 +78,11 @@ def measure_throughput_for(
     retriever: Retriever | None,
     config: Config,
     context: ContextSettings,
+    warm: bool = False,
 ) -> dict[str, float] | None:
-    """Batched generation tokens/s on the arm's own prompts (retrieval excluded)."""
+    """Batched generation tokens/s on the arm's own prompts (retrieval excluded). A ``warm``
+    generator (it has just answered this arm's questions, batched) is timed without a further
+    untimed warm-up batch: its one-off allocation and kernel selection are behind it."""
     from evaluate.arms.throughput import measure_throughput
     from evaluate.backends.transformers import ChatGenerator
 
@@ -103,7 +106,9 @@ def measure_throughput_for(
     ]
     if not messages:
         return None
-    result = measure_throughput(generator, messages, e.throughput_batch_size, progress=False)
+    result = measure_throughput(
+        generator, messages, e.throughput_batch_size, warmup_batches=0 if warm else 1
+    )
     logger.info(
         "arm %-12s batched throughput %.1f tokens/s (batch %d)",
         arm,
@@ -205,7 +210,10 @@ def journaled_throughput(
         else:
             logger.info("arm %-12s reusing the batched throughput measured before", arm)
             return cached
-    result = measure_throughput_for(arm, generator.get(), questions, retriever, config, context)
+    warm = generator.warm  # it answered this arm's questions in this process
+    result = measure_throughput_for(
+        arm, generator.get(), questions, retriever, config, context, warm=warm
+    )
     if result is not None:
         atomic_write_text(path, json.dumps(result))
     return result
@@ -230,6 +238,11 @@ class _LazyGenerator:
         if self._generator is None:
             self._generator = self._make()
         return self._generator
+
+    @property
+    def warm(self) -> bool:
+        """Built and used already (a fresh build has run nothing yet)."""
+        return self._generator is not None
 
     def __getattr__(self, name: str):  # generate, prompt_tokens, tokenizer, max_new_tokens ...
         return getattr(self.get(), name)

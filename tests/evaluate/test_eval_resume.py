@@ -212,3 +212,31 @@ def test_an_identical_rerun_loads_no_model_and_reuses_the_throughput(
     )
     with pytest.raises(AssertionError, match="loaded the model"):
         execution.run_all_arms(fresh, QUESTIONS, None, tiny_model_dir, None)
+
+
+def test_throughput_after_answering_runs_no_extra_warm_up_batch(
+    tmp_path, tiny_model_dir, monkeypatch
+):
+    """The throughput batches follow the arm's answers on the same loaded model, so they are
+    timed without an untimed warm-up batch; a model loaded only for the throughput (answers
+    journaled, measurement not) runs one batch untimed first."""
+    from evaluate.arms import execution, throughput
+
+    batches: list[int] = []
+    real = throughput.generate_batch
+
+    def counted(generator, batch):
+        batches.append(len(batch))
+        return real(generator, batch)
+
+    monkeypatch.setattr(throughput, "generate_batch", counted)
+    overrides = ("eval.arms=[closed_book]", "eval.throughput_batch_size=2")
+    config = _config(tmp_path / "cache", *overrides, "eval.throughput_questions=4")
+    execution.run_all_arms(config, QUESTIONS, None, tiny_model_dir, None)
+    assert batches == [2, 2]  # 4 questions in batches of 2, both timed
+
+    batches.clear()  # same answers (journaled), a throughput subset not measured before
+    config = _config(tmp_path / "cache", *overrides, "eval.throughput_questions=3")
+    _, measured = execution.run_all_arms(config, QUESTIONS, None, tiny_model_dir, None)
+    assert batches == [2, 2, 1]  # the first batch untimed, then 2 + 1 timed
+    assert measured["closed_book"]["requests"] == 3
