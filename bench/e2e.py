@@ -69,6 +69,9 @@ def summarise(results: dict, wall_s: float) -> dict:
         "finetune_steps": finetune.get("steps"),
         "predictions": len(predictions),
         "answer_s": sum(float(p.get("request_s", 0.0)) for p in predictions),
+        # wall time of each model load and each arm's answers and throughput, from results.json
+        "answering_parts_s": stages.get("answering_s", {}),
+        "answering_total_s": sum(stages.get("answering_s", {}).values()),
     }
 
 

@@ -154,13 +154,26 @@ def measure_e2e(part: PartResult, s: Settings) -> None:
         ),
         Check("warm / cold", out["warm_over_cold"], WARM_MAX_RATIO, "<=", "x", scope),
     ]
+    parts = {
+        run: figures.pop("answering_parts_s")
+        for run, figures in out.items()
+        if run in ("cold", "warm")
+    }
     part.details = {
         **out,
+        "answering_parts_s": parts,
         "tables": [
             {
                 "columns": ["run", *cold],
                 "rows": [{"run": "cold", **cold}, {"run": "warm", **warm}],
-            }
+            },
+            {  # where the answering stage's time goes (results.json stages.answering_s)
+                "columns": ["part", "cold_s", "warm_s"],
+                "rows": [
+                    {"part": k, "cold_s": v, "warm_s": parts["warm"].get(k)}
+                    for k, v in parts["cold"].items()
+                ],
+            },
         ],
     }
     part.notes.append(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -126,26 +127,37 @@ def run_all_arms(
     adapter_dir: str | None,
     oracle=None,
     style: PromptStyle = DEFAULT_STYLE,
+    seconds: dict[str, float] | None = None,
 ) -> tuple[dict[str, list[Prediction]], dict[str, Any]]:
     """Answer the questions with every configured arm; returns predictions and throughput.
     ``oracle`` (a ``rag.retrieval.oracle.OracleRetriever``) serves the oracle-context arm;
     ``style`` is the prompt's instruction and few-shot examples. Composite arms (the cascade)
-    are composed afterwards from these arms' answers."""
+    are composed afterwards from these arms' answers. ``seconds``, when given, receives the
+    measured wall time of each part: ``base_model_load`` / ``tuned_model_load`` (loading and,
+    for the tuned arms, merging the adapter) and per arm ``<arm>/answers`` (warm-up, latency
+    sample and batched answers, model load excluded) and ``<arm>/throughput``."""
+    seconds = {} if seconds is None else seconds
     arms = [a for a in config.eval.arms if not is_composite(a)]
     context = context_settings(config, style)
     predictions: dict[str, list[Prediction]] = {}
     throughput: dict[str, Any] = {}
     groups = [
-        ([a for a in arms if not arm_spec(a).tuned], lambda: base_generator(config, model_path)),
         (
+            "base_model_load",
+            [a for a in arms if not arm_spec(a).tuned],
+            lambda: base_generator(config, model_path),
+        ),
+        (
+            "tuned_model_load",
             [a for a in arms if arm_spec(a).tuned],
             lambda: tuned_generator(config, model_path, adapter_dir),
         ),
     ]
-    for group, make in groups:
+    for load_key, group, make in groups:
         if not group:
             continue
-        generator = _LazyGenerator(make)  # not loaded when every answer is in the journal
+        # not loaded when every answer is in the journal
+        generator = _LazyGenerator(_timed(make, seconds, load_key))
         try:
             for arm in group:
                 arm_retriever = retriever if arm_spec(arm).retrieves else None
@@ -154,6 +166,7 @@ def run_all_arms(
                 journal = answer_journal(
                     config, arm, arm_retriever, model_path, adapter_dir, context
                 )
+                started, loaded_s = time.perf_counter(), seconds.get(load_key, 0.0)
                 predictions[arm] = run_arm(
                     arm,
                     questions,
@@ -167,6 +180,9 @@ def run_all_arms(
                     _answer_batch_size(config),
                     config.eval.latency_questions,
                 )
+                load_s = seconds.get(load_key, 0.0) - loaded_s  # the model, if loaded here
+                seconds[f"{arm}/answers"] = time.perf_counter() - started - load_s
+                started, loaded_s = time.perf_counter(), seconds.get(load_key, 0.0)
                 throughput[arm] = (
                     journaled_throughput(
                         arm, generator, questions, arm_retriever, config, journal, context
@@ -174,6 +190,8 @@ def run_all_arms(
                     if config.eval.throughput_batch_size
                     else None
                 )
+                load_s = seconds.get(load_key, 0.0) - loaded_s
+                seconds[f"{arm}/throughput"] = time.perf_counter() - started - load_s
         finally:
             generator.close()
             del generator
@@ -226,6 +244,19 @@ def _answer_batch_size(config: Config) -> int:
     if g.temperature or g.stop:
         return 1
     return config.eval.answer_batch_size
+
+
+def _timed(make, seconds: dict[str, float], key: str):
+    """``make`` that adds its wall time to ``seconds[key]``."""
+
+    def timed():
+        started = time.perf_counter()
+        try:
+            return make()
+        finally:
+            seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - started
+
+    return timed
 
 
 class _LazyGenerator:

@@ -201,14 +201,19 @@ def answer(config: Config, stages: Stages) -> tuple[dict[str, list[Prediction]],
             adapter.result.adapter_dir if adapter else None,
             oracle_retriever(config, stages),
             prompt_style(config, stages.corpus),
+            stages.answering_s,
         )
     e = config.eval
     if e.semantic_similarity:
+        started = time.perf_counter()
         add_semantic_similarity(predictions, index.embedder if index else load_embedder(config))
+        stages.answering_s["semantic_similarity"] = time.perf_counter() - started
     if e.judge.enabled:
         from evaluate.arms.judge import run_judge
 
+        started = time.perf_counter()
         run_judge(config, predictions)
+        stages.answering_s["judge"] = time.perf_counter() - started
     cap = config.generator.max_new_tokens
     for arm, preds in predictions.items():
         summary = accuracy_summary(preds)

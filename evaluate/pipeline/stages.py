@@ -100,6 +100,8 @@ class Stages:
     index: IndexStage | None = None
     adapter: AdapterStage | None = None
     energy: dict[str, Any] = field(default_factory=dict)  # stage -> costing.energy.EnergyMeter
+    # measured wall time of the answering stage's parts, seconds (evaluate.arms.execution)
+    answering_s: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"model": self.model.to_dict()}
@@ -109,6 +111,8 @@ class Stages:
             out["index"] = self.index.info
         if self.adapter is not None:
             out["finetune"] = self.adapter.to_dict()
+        if self.answering_s:
+            out["answering_s"] = dict(self.answering_s)
         if self.energy:  # measured stages: the meters' readings (kWh or unavailable)
             out["energy"] = {k: meter.result.to_dict() for k, meter in self.energy.items()}
         return out

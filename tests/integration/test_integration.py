@@ -93,6 +93,14 @@ def test_identical_rerun_reuses_index_and_adapter(smoke_runs):
     assert r1["stages"]["finetune"]["adapter_dir"] == r2["stages"]["finetune"]["adapter_dir"]
     log = second.stdout + second.stderr
     assert "reusing cached index" in log and "reusing cached adapter" in log
+    # the answering stage's parts are timed: both models loaded in the first run; the second
+    # found every answer and throughput in the journal and loaded none
+    parts1, parts2 = r1["stages"]["answering_s"], r2["stages"]["answering_s"]
+    assert {"base_model_load", "tuned_model_load"} <= set(parts1)
+    assert not {"base_model_load", "tuned_model_load"} & set(parts2)
+    for arm in ARMS:
+        assert parts1[f"{arm}/answers"] > 0 and parts1[f"{arm}/throughput"] > 0
+    assert sum(parts1.values()) < r1["duration_s"]
     # same inputs, greedy decoding: the same answers
     answers = [(p["arm"], p["qa_id"], p["prediction"]) for p in r1["predictions"]]
     assert answers == [(p["arm"], p["qa_id"], p["prediction"]) for p in r2["predictions"]]
