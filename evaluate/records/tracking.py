@@ -159,6 +159,7 @@ class NullTracker:
 # comparisons, summary, artifacts) or an arm (nested in its job; the curated per-arm metrics).
 KIND_TAG = "kind"
 ARM_TAG = "arm"
+JOB_TAG = "job"  # on arm runs: the name of their job run (the runs table groups by it)
 REUSED_TAG = "reused_answers"  # all | some | none
 HOST_TAG, PID_TAG, PID_STARTED_TAG = "host", "pid", "pid_started"
 KILLED_TAG = "killed"
@@ -166,7 +167,11 @@ NOTE_TAG = "mlflow.note.content"  # the run's description in the MLflow UI
 MAX_TAG_CHARS = 5000
 # The runs table MLflow opens with: a view stored as an experiment tag
 # (``mlflow.sharedViewState.<key>``, read by MLflow's UI from ``?viewStateShareKey=<key>``),
-# showing the arm runs with the key metric columns.
+# showing the arm runs with the key metric columns, grouped by job run. MLflow 3.17 restores a
+# shared view's columns, grouping and chart settings but never which nested runs are expanded
+# (``runsExpanded`` is dropped from shared views), so nested arm runs would sit folded under their
+# job run; a group by the arm runs' ``job`` tag shows them, since groups open expanded. Charts
+# draw each arm run (``useGroupedValuesInCharts: false``), not a job's average.
 VIEW_KEY = "ragtune"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
 VIEW_COLUMNS = (
@@ -201,6 +206,11 @@ def view_state() -> str:
             "orderByKey": "attributes.start_time",
             "orderByAsc": False,
             "selectedColumns": [f"metrics.`{name}`" for name in VIEW_COLUMNS],
+            "groupBy": {
+                "aggregateFunction": "average",
+                "groupByKeys": [{"mode": "tag", "groupByData": JOB_TAG}],
+            },
+            "useGroupedValuesInCharts": False,
         }
     )
 
@@ -373,7 +383,12 @@ class MlflowTracker:
         child = copy.copy(self)
         child._create_run(
             f"{run_name} | {self.run_name}",
-            {KIND_TAG: "arm", **tags, "mlflow.parentRunId": str(self.run_id)},
+            {
+                KIND_TAG: "arm",
+                **tags,
+                JOB_TAG: str(self.run_name),
+                "mlflow.parentRunId": str(self.run_id),
+            },
         )
         return child
 

@@ -164,8 +164,14 @@ def test_mlflow_has_a_job_run_with_one_nested_run_per_arm(smoke_runs, monkeypatc
     assert [m.step for m in history] == [1, 2, 3, 4]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"results.json", "resolved_config.yaml", "predictions.json", "adapter"} <= artifacts
-    # the view the UI opens with: arm runs, key metric columns
-    assert "accuracy/contains" in experiment.tags["mlflow.sharedViewState.ragtune"]
+    # the view the UI opens with: arm runs, key metric columns, grouped by a tag that every arm
+    # run carries with its job run's name (MLflow would fold nested runs under their job run)
+    view = json.loads(experiment.tags["mlflow.sharedViewState.ragtune"])
+    assert "metrics.`accuracy/contains`" in view["selectedColumns"]
+    (group,) = view["groupBy"]["groupByKeys"]
+    assert group["mode"] == "tag"
+    assert {r.data.tags[group["groupByData"]] for r in arms.values()} == {run.info.run_name}
+    assert view["useGroupedValuesInCharts"] is False  # charts draw each arm, not the average
 
 
 def test_a_rerun_that_reuses_every_answer_says_so(smoke_runs):
