@@ -177,6 +177,9 @@ def write_report(runs: list[RunRecord], title: str, out_dir: Path) -> Path:
                 f"{same.run_name}, not a new measurement."
             )
             sections.append((f"{heading}: reused", [], note))
+        elif not run.arms and run.status == "RUNNING":
+            note = "Still running: no arm is recorded yet; run ragtune-report again when it ends."
+            sections.append((heading, [], note))
         elif not run.arms:  # killed or failed before any arm was measured: no row of gaps
             note = "No arm was measured: the run ended before answering (killed or failed)."
             sections.append((heading, [], note))

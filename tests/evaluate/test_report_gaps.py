@@ -79,6 +79,13 @@ def test_a_killed_run_is_a_note_and_sweeps_nothing(tmp_path):
     assert not list(tmp_path.glob("sweep_*"))
 
 
+def test_a_run_still_in_progress_is_not_called_killed(tmp_path):
+    running = run("now", {}, status="RUNNING")
+    text = (write_report([running], "t", tmp_path) / "report.md").read_text()
+    assert "## Run now (RUNNING)" in text and "Still running" in text
+    assert "ended before answering" not in text
+
+
 def test_headings_of_a_sweep_show_each_runs_swept_values(tmp_path):
     runs = [
         run("sweep-0", MEASURED, {"retriever.top_k": "1", "seed": "0"}),
