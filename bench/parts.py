@@ -274,6 +274,7 @@ def measure_roofline(part: PartResult, s: Settings) -> None:
         copy_bandwidth_gbs,
         decode_profile,
         decode_tpot,
+        linear_layout,
         roofline,
         torch_copy_bandwidth_gbs,
     )
@@ -285,6 +286,7 @@ def measure_roofline(part: PartResult, s: Settings) -> None:
     bound_threads = roofline(decode, threads_gbs)
     profile = decode_profile(generator_path(), s.generate_tokens)
     attention = attention_decode_threads(repeats=max(s.repeats, 10))
+    layout = linear_layout(generator_path(), repeats=s.repeats)
     part.checks = [
         Check("decode TPOT / memory roofline", bound["ratio"], ROOFLINE_MAX_RATIO, "<=", "x")
     ]
@@ -313,6 +315,7 @@ def measure_roofline(part: PartResult, s: Settings) -> None:
         "ratio_at_threaded_bandwidth": bound_threads["ratio"],
         "profile": profile,
         "attention_decode_threads": attention,
+        "linear_layout": layout,
         "tables": [
             {
                 "columns": ["figure", "value"],
@@ -325,6 +328,7 @@ def measure_roofline(part: PartResult, s: Settings) -> None:
                     for op in profile["top_ops"]
                 ],
             },
+            _layout_table(layout),
         ],
     }
     part.notes.append(
@@ -335,8 +339,33 @@ def measure_roofline(part: PartResult, s: Settings) -> None:
         "beside it because decoding uses every core. Read it with the overhead part's "
         "'generate' row: when ours/bare is about 1, the time above the roofline is spent inside "
         "the library's eager decoding (one dispatched kernel per operation, on 576-wide "
-        "matrices), not in our wrapper."
+        "matrices), not in our wrapper. The last table is a bare-library pass over the "
+        f"model's {layout['layers']} linear weights ({layout['weight_bytes'] / 1e6:.0f} MB, "
+        "separate tensors read from memory as decoding reads them) in both layouts: the "
+        "generator stores them column-major (evaluate/backends/transformers.py)."
     )
+
+
+def _layout_table(layout: dict) -> dict:
+    """One row per batch size: a pass over the model's linear weights in each layout."""
+    rows = []
+    for n, t in layout["rows"].items():
+        numpy_text = (
+            f"{t['numpy_s'] * 1e3:.1f} ms ({t['numpy_gbs']:.1f} GB/s)" if "numpy_s" in t else ""
+        )
+        rows.append(
+            {
+                "tokens": n,
+                "torch row-major (as loaded)": (
+                    f"{t['row_major_s'] * 1e3:.1f} ms ({t['row_major_gbs']:.1f} GB/s)"
+                ),
+                "torch column-major (ours)": (
+                    f"{t['column_major_s'] * 1e3:.1f} ms ({t['column_major_gbs']:.1f} GB/s)"
+                ),
+                f"numpy W @ x ({layout['numpy_blas']})": numpy_text,
+            }
+        )
+    return {"columns": list(rows[0]), "rows": rows}
 
 
 def measure_index(part: PartResult, s: Settings) -> None:

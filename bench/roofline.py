@@ -136,52 +136,70 @@ def decode_profile(model_path: str, max_new_tokens: int = 32, top: int = 10) -> 
     }
 
 
-def linear_layers_floor(model_path: str, repeats: int = 20) -> dict:
-    """A bare-library reproduction of batch-1 decode's matrix work: ``torch.nn.functional.linear``
-    on one token (1 x in) for every weight shape of the model's linear layers (counted as often
-    as the model has them), timed alone, no transformers code. Their sum is the time per token
-    that plain PyTorch needs for the weights; the rest of a measured TPOT is everything else
-    (attention, norms, rotary, sampling, dispatch). ``achieved_gbs`` is the weight bytes read per
-    second by those calls: compared with the copy bandwidth it says whether the BLAS path (MKL
-    on x86; its AMD code path) streams weights at memory speed."""
-    from collections import Counter
-
+def linear_layout(model_path: str, rows: tuple[int, ...] = (1, 8), repeats: int = 5) -> dict:
+    """A bare-library reproduction of decoding's matrix work and of the weight layout the
+    generator uses (``evaluate.backends.transformers.column_major_linear_weights``): for every
+    linear layer of the model (its shapes, as many as it has, each a separate random tensor, so
+    that a pass reads them from memory as decoding does), ``torch.nn.functional.linear`` on
+    ``rows`` tokens with the weights row-major (``[out, in]`` contiguous, as checkpoints load)
+    and column-major, and numpy's ``W @ x`` (numpy's own BLAS, OpenBLAS in its wheels) on the
+    same row-major arrays at one row. No transformers code. Best seconds per pass and the
+    weight bytes read per second: against the copy bandwidth they say whether a BLAS path
+    streams the weights at memory speed."""
+    import numpy
     import torch
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-    shapes = Counter(
-        tuple(m.weight.shape) for m in model.modules() if isinstance(m, torch.nn.Linear)
-    )
+    shapes = [tuple(m.weight.shape) for m in model.modules() if isinstance(m, torch.nn.Linear)]
     del model
-    rows, total_s, total_bytes = [], 0.0, 0
+    generator = torch.Generator().manual_seed(0)
+    row_major = [torch.randn(out_f, in_f, generator=generator) for out_f, in_f in shapes]
+    column_major = [w.t().contiguous().t() for w in row_major]
+    weight_bytes = sum(w.numel() * 4 for w in row_major)
+    inputs = {n: {i: torch.randn(n, i, generator=generator) for _, i in shapes} for n in rows}
+
+    def best_s(call) -> float:
+        call()  # warm-up
+        return min(_timed(call) for _ in range(repeats))
+
+    def linear_pass(weights, n):
+        return lambda: [torch.nn.functional.linear(inputs[n][w.shape[1]], w) for w in weights]
+
+    out: dict = {"layers": len(shapes), "weight_bytes": weight_bytes, "rows": {}}
     with torch.inference_mode():
-        for (out_f, in_f), count in sorted(shapes.items()):
-            weight, x = torch.randn(out_f, in_f), torch.randn(1, in_f)
-            torch.nn.functional.linear(x, weight)  # warm-up
-            best = min(
-                _timed(lambda w=weight, v=x: torch.nn.functional.linear(v, w))
-                for _ in range(repeats)
-            )
-            nbytes = weight.numel() * 4
-            rows.append(
-                {
-                    "shape": f"{out_f}x{in_f}",
-                    "count": count,
-                    "best_us": best * 1e6,
-                    "gbs": nbytes / best / 1e9,
-                }
-            )
-            total_s += best * count
-            total_bytes += nbytes * count
-    return {
-        "linear_s_per_token": total_s,
-        "weight_bytes": total_bytes,
-        "achieved_gbs": total_bytes / total_s / 1e9,
-        "shapes": rows,
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "threads": torch.get_num_threads(),
-    }
+        for n in rows:
+            out["rows"][n] = {
+                "row_major_s": best_s(linear_pass(row_major, n)),
+                "column_major_s": best_s(linear_pass(column_major, n)),
+            }
+        arrays = [w.numpy() for w in row_major]
+        vectors = {i: v.numpy()[0] for i, v in inputs[1].items()} if 1 in rows else {}
+        if vectors:
+            out["rows"][1]["numpy_s"] = best_s(lambda: [a @ vectors[a.shape[1]] for a in arrays])
+        # the layouts compute the same products (summation order aside)
+        n = rows[0]
+        x = inputs[n][shapes[0][1]]
+        diff = torch.nn.functional.linear(x, row_major[0]) - torch.nn.functional.linear(
+            x, column_major[0]
+        )
+    for timings in out["rows"].values():
+        for key in list(timings):
+            timings[key.replace("_s", "_gbs")] = weight_bytes / timings[key] / 1e9
+    out["max_abs_diff"] = float(diff.abs().max())
+    out["numpy_blas"] = _numpy_blas_name(numpy)
+    out["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    out["threads"] = torch.get_num_threads()
+    return out
+
+
+def _numpy_blas_name(numpy) -> str:
+    """The BLAS numpy was built with (e.g. ``scipy-openblas``), or ``unknown``."""
+    try:
+        config = numpy.show_config(mode="dicts")
+        return str(config["Build Dependencies"]["blas"]["name"])
+    except Exception:  # older numpy without mode="dicts", or another layout
+        return "unknown"
 
 
 def attention_decode_threads(

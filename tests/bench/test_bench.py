@@ -327,19 +327,23 @@ def test_lora_step_flops_use_the_counting_rule(tiny_model_dir):
     assert step["achieved_flops"] == pytest.approx(expected / step["step_s"])
 
 
-def test_decode_profile_and_linear_floor_on_the_tiny_model(tiny_model_dir):
-    from bench.roofline import decode_profile, linear_layers_floor
+def test_decode_profile_and_linear_layout_on_the_tiny_model(tiny_model_dir):
+    from bench.roofline import decode_profile, linear_layout
 
     profile = decode_profile(tiny_model_dir, max_new_tokens=4, top=3)
     assert 1 <= profile["output_tokens"] <= 4 and profile["aten_calls_per_token"] > 1
     assert 0 < profile["matmul_share"] <= 1 and len(profile["top_ops"]) == 3
-    floor = linear_layers_floor(tiny_model_dir, repeats=2)
+    layout = linear_layout(tiny_model_dir, rows=(1, 2), repeats=2)
     # every linear layer of the tiny Llama is counted: 7 per block (q,k,v,o,gate,up,down) + head
     from transformers import AutoConfig
 
-    layers = AutoConfig.from_pretrained(tiny_model_dir).num_hidden_layers
-    assert sum(r["count"] for r in floor["shapes"]) == 7 * layers + 1
-    assert floor["linear_s_per_token"] > 0 and floor["weight_bytes"] > 0
+    config = AutoConfig.from_pretrained(tiny_model_dir)
+    assert layout["layers"] == 7 * config.num_hidden_layers + 1
+    assert layout["weight_bytes"] > 4 * config.vocab_size * config.hidden_size  # head + blocks
+    assert layout["max_abs_diff"] < 1e-4  # both layouts compute the same products
+    assert set(layout["rows"]) == {1, 2} and "numpy_s" in layout["rows"][1]
+    one = layout["rows"][1]
+    assert one["row_major_gbs"] == pytest.approx(layout["weight_bytes"] / one["row_major_s"] / 1e9)
 
 
 def test_attention_reproduction_computes_the_same_attention():
