@@ -71,3 +71,74 @@ def lora_step_flops(model_path: str, settings, seq_len: int = 128, steps: int = 
         "trainable_params": result.trainable_params,
         "steps_timed": len(step_times),
     }
+
+
+# Operator groups of a LoRA step's CPU self time (torch.profiler names).
+STEP_GROUPS = {
+    "matmul": ("aten::mm", "aten::addmm", "aten::bmm"),
+    "dropout mask (random numbers)": ("aten::bernoulli_",),
+    "attention": (
+        "aten::_scaled_dot_product_flash_attention_for_cpu",
+        "aten::_scaled_dot_product_flash_attention_for_cpu_backward",
+    ),
+}
+
+
+def lora_step_profile(model_path: str, settings, seq_len: int = 128) -> dict:
+    """Where one LoRA optimizer step spends its time: ``torch.profiler`` over a step of the
+    default adapter (peft on the real model, ``settings`` as configured, dropout included) on
+    ``batch_size`` x ``seq_len`` random tokens, every position labelled, AdamW; after one
+    warm-up step. Self time is split into matrix multiplies, the dropout masks' random numbers,
+    attention and the rest (elementwise, norms, optimizer, dispatch); the matmuls' own rate is
+    the modelled FLOPs over their self time."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from bench.overhead import training_examples
+    from costing.formulas import lora_training_flops
+    from finetune.model_setup import load_trainable_model, parameter_counts
+
+    torch.manual_seed(settings.seed)
+    model = load_trainable_model(model_path, settings)
+    model.train()
+    trainable, total = parameter_counts(model)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=settings.learning_rate
+    )
+    vocab = int(model.config.vocab_size)
+    rows = [e.input_ids for e in training_examples(settings.batch_size, seq_len, vocab)]
+    batch = torch.tensor(rows)
+
+    def step() -> None:
+        model(input_ids=batch, labels=batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    step()  # warm-up
+    started = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    wall_s = time.perf_counter() - started
+    events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
+    total_us = sum(e.self_cpu_time_total for e in events)
+    shares = {
+        group: sum(e.self_cpu_time_total for e in events if e.key in ops) / total_us
+        for group, ops in STEP_GROUPS.items()
+    }
+    shares["other"] = 1.0 - sum(shares.values())
+    grouped = {op for ops in STEP_GROUPS.values() for op in ops}
+    others = sorted(
+        (e for e in events if e.key not in grouped), key=lambda e: e.self_cpu_time_total
+    )[::-1][:5]
+    matmul_s = shares["matmul"] * total_us / 1e6
+    flops = lora_training_flops(total, trainable, settings.batch_size * seq_len)
+    return {
+        "profiled_step_s": wall_s,
+        "aten_self_s": total_us / 1e6,
+        "shares": shares,
+        "matmul_flops_per_s": flops / matmul_s if matmul_s > 0 else 0.0,
+        "top_other_ops": [{"op": e.key, "share": e.self_cpu_time_total / total_us} for e in others],
+        "dropout": settings.dropout,
+        "tokens": settings.batch_size * seq_len,
+        "threads": torch.get_num_threads(),
+    }

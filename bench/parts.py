@@ -494,7 +494,7 @@ def measure_embed_processes(part: PartResult, s: Settings) -> None:
 
 
 def measure_compute(part: PartResult, s: Settings) -> None:
-    from bench.compute import lora_step_flops, matmul_peak_flops
+    from bench.compute import lora_step_flops, lora_step_profile, matmul_peak_flops
     from bench.overhead import lora_settings_from_config
 
     peak = matmul_peak_flops(repeats=s.repeats)
@@ -503,6 +503,9 @@ def measure_compute(part: PartResult, s: Settings) -> None:
         generator_path(), settings, s.lora_seq_len, s.lora_steps_per_block * s.lora_blocks
     )
     fraction = step["achieved_flops"] / peak["peak_flops"]
+    breakdown = lora_step_profile(generator_path(), settings, s.lora_seq_len)
+    shares = ", ".join(f"{group} {share:.0%}" for group, share in breakdown["shares"].items())
+    top_other = ", ".join(f"{o['op']} {o['share']:.0%}" for o in breakdown["top_other_ops"][:3])
     part.checks = [
         Check("LoRA step FLOP/s / FP32 matmul peak", fraction, LORA_MIN_PEAK_FRACTION, ">=", "%")
     ]
@@ -514,11 +517,18 @@ def measure_compute(part: PartResult, s: Settings) -> None:
         "tokens per step": f"{step['tokens_per_step']:,}",
         "modelled FLOPs per step": f"{step['step_flops'] / 1e12:.3f} TFLOP",
         "achieved": f"{step['achieved_flops'] / 1e9:.1f} GFLOP/s ({fraction:.0%} of peak)",
+        "profiled step, self time by operator group": shares,
+        "largest operators outside those groups": top_other,
+        "modelled FLOPs / matmul self time": (
+            f"{breakdown['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s "
+            f"({breakdown['matmul_flops_per_s'] / peak['peak_flops']:.0%} of peak)"
+        ),
     }
     part.details = {
         "peak": peak,
         "lora_step": step,
         "fraction_of_peak": fraction,
+        "step_profile": breakdown,
         "tables": [
             {
                 "columns": ["figure", "value"],
@@ -531,7 +541,9 @@ def measure_compute(part: PartResult, s: Settings) -> None:
         f"finetune.training.run_training on {GENERATOR} with conf/finetune/lora.yaml, "
         f"batch x {s.lora_seq_len} random tokens (no padding); FLOPs modelled as "
         "(4 N + 2 N_trainable) per token (costing.formulas.lora_training_flops), so the "
-        "fraction is modelled FLOPs over measured time."
+        "fraction is modelled FLOPs over measured time. The profiled step (torch.profiler, "
+        "one step after a warm-up, the same settings) splits the step's operator self time: "
+        "what is not matmul is the part of the step that cannot run at the matmul peak."
     )
 
 

@@ -327,6 +327,23 @@ def test_lora_step_flops_use_the_counting_rule(tiny_model_dir):
     assert step["achieved_flops"] == pytest.approx(expected / step["step_s"])
 
 
+def test_lora_step_profile_finds_the_dropout_masks_only_with_dropout(tiny_model_dir):
+    """peft draws a dropout mask (aten::bernoulli_) per LoRA layer only when dropout > 0."""
+    from bench.compute import lora_step_profile
+
+    settings = overhead.lora_settings_from_config(REPO / "conf" / "finetune" / "lora.yaml")
+    assert settings.dropout > 0
+    with_dropout = lora_step_profile(tiny_model_dir, replace(settings, batch_size=2), seq_len=16)
+    without = lora_step_profile(
+        tiny_model_dir, replace(settings, batch_size=2, dropout=0.0), seq_len=16
+    )
+    assert with_dropout["shares"]["dropout mask (random numbers)"] > 0
+    assert without["shares"]["dropout mask (random numbers)"] == 0
+    for profile in (with_dropout, without):
+        assert sum(profile["shares"].values()) == pytest.approx(1.0)
+        assert 0 < profile["shares"]["matmul"] < 1 and profile["tokens"] == 32
+
+
 def test_decode_profile_and_linear_layout_on_the_tiny_model(tiny_model_dir):
     from bench.roofline import decode_profile, linear_layout
 
