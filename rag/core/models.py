@@ -10,6 +10,7 @@ A model name in config is one of
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import logging
 import os
@@ -79,12 +80,14 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     and the Trainer, so a plain model is rebuilt from its config and given the weights.
     """
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder, name = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-    config = AutoConfig.from_pretrained(folder, gguf_file=name)
+    # The loaded model's config, not a second read: each read of a GGUF parses its whole
+    # metadata (the 49,152-entry vocabulary), seconds per read.
+    config = copy.deepcopy(loaded.config)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
