@@ -10,7 +10,8 @@ Parts: e2e (default experiment cold, then warm), overhead (ours vs the bare libr
 roofline (decode vs memory bandwidth, with a torch.profiler breakdown), compute (FP32 matmul
 peak, LoRA step's share of it), index (FAISS scaling), ingest (documents per second),
 embed_processes (embedding 100k chunks with one process and with a pool of 2: the speed-up),
-bigfile (peak memory of a run on one large text file; --bigfile-mb 200 for the 200 MB case).
+bigfile (peak memory of a run on one large text file; --bigfile-mb 200 for the 200 MB case),
+setup (`make setup` in a fresh clone of the committed HEAD).
 Parts not selected keep their previous numbers in latest.json (each part says when it was
 measured); --no-merge starts the files afresh.
 """
@@ -61,6 +62,7 @@ PART_SETTINGS = {
     "ingest": ("ingest_documents",),
     "embed_processes": ("embed_chunks",),
     "bigfile": ("bigfile_mb",),
+    "setup": (),
 }
 
 

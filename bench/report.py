@@ -171,7 +171,7 @@ def merge_results(previous: dict[str, Any] | None, run: dict[str, Any]) -> dict[
     return {**run, "parts": {name: parts[name] for name in order}}
 
 
-PART_ORDER = ("e2e", "overhead", "roofline", "compute", "index", "ingest", "bigfile")
+PART_ORDER = ("setup", "e2e", "overhead", "roofline", "compute", "index", "ingest", "bigfile")
 
 
 def render_markdown(results: dict[str, Any]) -> str:

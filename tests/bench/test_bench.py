@@ -369,3 +369,30 @@ def test_attention_reproduction_computes_the_same_attention():
     out = attention_decode_threads(heads=2, head_dim=8, kv_tokens=16, repeats=2)
     assert out["max_abs_diff"] < 1e-5  # the library kernel and the written-out product agree
     assert out["sdpa_us_1_threads"] > 0 and out["written_out_us_1_threads"] > 0
+
+
+def test_setup_part_times_the_command_in_a_fresh_clone_of_head(tmp_path):
+    """The clone is of the committed HEAD (not the working tree), and the command's exit code
+    and output are kept; ``make setup`` itself is what ``python -m bench --only setup`` runs."""
+    import subprocess
+
+    from bench.setup_time import run_setup
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "--quiet", str(repo)], check=True)
+    (repo / "Makefile").write_text("setup:\n\t@echo committed\n")
+    subprocess.run([*git, "add", "Makefile"], check=True)
+    subprocess.run([*git, "commit", "--quiet", "-m", "one"], check=True)
+    head = subprocess.run(
+        [*git, "rev-parse", "--short", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    (repo / "Makefile").write_text("setup:\n\t@echo uncommitted\n")  # not in the clone
+
+    result = run_setup(repo, tmp_path / "work")
+    assert result["exit_code"] == 0 and result["commit"] == head
+    assert result["log_tail"] == "committed" and result["wall_s"] > 0
+
+    failing = run_setup(repo, tmp_path / "again", command=("sh", "-c", "echo broken >&2; exit 3"))
+    assert failing["exit_code"] == 3 and "broken" in failing["log_tail"]
