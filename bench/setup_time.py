@@ -11,9 +11,12 @@ run includes it.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
+
+MAKE_VARIABLES = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")
 
 
 def run_setup(repo: Path, workdir: Path, command: tuple[str, ...] = ("make", "setup")) -> dict:
@@ -26,8 +29,10 @@ def run_setup(repo: Path, workdir: Path, command: tuple[str, ...] = ("make", "se
         capture_output=True,
         text=True,
     ).stdout.strip()
+    # As a user's top-level command: not a sub-make of a `make bench` or `make test` running us.
+    env = {k: v for k, v in os.environ.items() if k not in MAKE_VARIABLES}
     started = time.perf_counter()
-    done = subprocess.run(list(command), cwd=clone, capture_output=True, text=True)
+    done = subprocess.run(list(command), cwd=clone, env=env, capture_output=True, text=True)
     wall_s = time.perf_counter() - started
     log = (done.stdout + done.stderr).splitlines()
     return {
