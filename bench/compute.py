@@ -18,6 +18,8 @@ import statistics
 import time
 from dataclasses import replace
 
+from bench.roofline import MATMUL_OPS, aten_events
+
 logger = logging.getLogger(__name__)
 
 
@@ -75,7 +77,7 @@ def lora_step_flops(model_path: str, settings, seq_len: int = 128, steps: int = 
 
 # Operator groups of a LoRA step's CPU self time (torch.profiler names).
 STEP_GROUPS = {
-    "matmul": ("aten::mm", "aten::addmm", "aten::bmm"),
+    "matmul": MATMUL_OPS,
     "dropout mask (random numbers)": ("aten::bernoulli_",),
     "attention": (
         "aten::_scaled_dot_product_flash_attention_for_cpu",
@@ -119,17 +121,14 @@ def lora_step_profile(model_path: str, settings, seq_len: int = 128) -> dict:
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         step()
     wall_s = time.perf_counter() - started
-    events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
-    total_us = sum(e.self_cpu_time_total for e in events)
+    events, total_us = aten_events(prof)
     shares = {
         group: sum(e.self_cpu_time_total for e in events if e.key in ops) / total_us
         for group, ops in STEP_GROUPS.items()
     }
     shares["other"] = 1.0 - sum(shares.values())
     grouped = {op for ops in STEP_GROUPS.values() for op in ops}
-    others = sorted(
-        (e for e in events if e.key not in grouped), key=lambda e: e.self_cpu_time_total
-    )[::-1][:5]
+    others = [e for e in events if e.key not in grouped][:5]
     matmul_s = shares["matmul"] * total_us / 1e6
     flops = lora_training_flops(total, trainable, settings.batch_size * seq_len)
     return {

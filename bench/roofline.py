@@ -97,6 +97,17 @@ def roofline(decode: dict, bandwidth_gbs: float) -> dict:
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear")
 
 
+def aten_events(prof) -> tuple[list, float]:
+    """A ``torch.profiler`` run's ATen operators, largest self time first, and their total
+    self time in microseconds."""
+    events = sorted(
+        (e for e in prof.key_averages() if e.key.startswith("aten::")),
+        key=lambda e: e.self_cpu_time_total,
+        reverse=True,
+    )
+    return events, sum(e.self_cpu_time_total for e in events)
+
+
 def decode_profile(model_path: str, max_new_tokens: int = 32, top: int = 10) -> dict:
     """``torch.profiler`` over one batch-1 greedy chat generation (after a warm-up): operator
     calls per generated token, the share of CPU self time in matrix multiplies, and the ``top``
@@ -112,11 +123,9 @@ def decode_profile(model_path: str, max_new_tokens: int = 32, top: int = 10) -> 
     generator.generate(messages)  # warm-up
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         result = generator.generate(messages)
-    events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
-    total_us = sum(e.self_cpu_time_total for e in events)
+    events, total_us = aten_events(prof)
     matmul_us = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS)
     calls = sum(e.count for e in events)
-    ranked = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
     return {
         "output_tokens": result.output_tokens,
         "aten_calls_per_token": calls / result.output_tokens,
@@ -129,7 +138,7 @@ def decode_profile(model_path: str, max_new_tokens: int = 32, top: int = 10) -> 
                 "self_ms": e.self_cpu_time_total / 1e3,
                 "share": e.self_cpu_time_total / total_us if total_us else 0.0,
             }
-            for e in ranked
+            for e in events[:top]
         ],
         "threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
@@ -146,16 +155,17 @@ def linear_layout(model_path: str, rows: tuple[int, ...] = (1, 8), repeats: int 
     same row-major arrays at one row. No transformers code. Best seconds per pass and the
     weight bytes read per second: against the copy bandwidth they say whether a BLAS path
     streams the weights at memory speed."""
-    import numpy
     import torch
     from transformers import AutoModelForCausalLM
+
+    from evaluate.backends.transformers import column_major
 
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
     shapes = [tuple(m.weight.shape) for m in model.modules() if isinstance(m, torch.nn.Linear)]
     del model
     generator = torch.Generator().manual_seed(0)
     row_major = [torch.randn(out_f, in_f, generator=generator) for out_f, in_f in shapes]
-    column_major = [w.t().contiguous().t() for w in row_major]
+    column_major = [column_major(w) for w in row_major]
     weight_bytes = sum(w.numel() * 4 for w in row_major)
     inputs = {n: {i: torch.randn(n, i, generator=generator) for _, i in shapes} for n in rows}
 
@@ -185,18 +195,18 @@ def linear_layout(model_path: str, rows: tuple[int, ...] = (1, 8), repeats: int 
         )
     for timings in out["rows"].values():
         for key in list(timings):
-            timings[key.replace("_s", "_gbs")] = weight_bytes / timings[key] / 1e9
+            timings[key.removesuffix("_s") + "_gbs"] = weight_bytes / timings[key] / 1e9
     out["max_abs_diff"] = float(diff.abs().max())
-    out["numpy_blas"] = _numpy_blas_name(numpy)
+    out["numpy_blas"] = _numpy_blas_name()
     out["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     out["threads"] = torch.get_num_threads()
     return out
 
 
-def _numpy_blas_name(numpy) -> str:
+def _numpy_blas_name() -> str:
     """The BLAS numpy was built with (e.g. ``scipy-openblas``), or ``unknown``."""
     try:
-        config = numpy.show_config(mode="dicts")
+        config = np.show_config(mode="dicts")
         return str(config["Build Dependencies"]["blas"]["name"])
     except Exception:  # older numpy without mode="dicts", or another layout
         return "unknown"

@@ -175,9 +175,14 @@ def column_major_linear_weights(model) -> int:
             continue
         if weight.stride() == (1, weight.shape[0]):  # already column-major (a shared weight)
             continue
-        weight.data = weight.data.t().contiguous().t()
+        weight.data = column_major(weight.data)
         changed += 1
     return changed
+
+
+def column_major(matrix):
+    """The same 2-D tensor (shape, values) stored column-major: its transpose is contiguous."""
+    return matrix.t().contiguous().t()
 
 
 def token_logprobs(step_logits, token_ids, row: int = 0) -> list[float]:
