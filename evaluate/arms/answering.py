@@ -245,6 +245,7 @@ def run_arm(
     journal=None,
     batch_size: int = 1,
     latency_questions: int | None = None,
+    compare_batched: bool = False,
 ) -> list[Prediction]:
     """Answer every question once, after ``warmup_requests`` discarded requests. Answers found
     in ``journal`` (an ``evaluate.arms.journal.AnswerJournal``) are reused; new ones are added to
@@ -253,7 +254,8 @@ def run_arm(
 
     With ``batch_size`` > 1 and an in-process generator, accuracy and latency are separated
     (``_run_batched``): the first ``latency_questions`` questions are answered batch-1 and timed,
-    and every other question is answered in batches, untimed."""
+    and every other question is answered in batches, untimed; with ``compare_batched`` the timed
+    questions are answered in batches too, and the two answers compared."""
     if (
         batch_size > 1
         and _to_generate(journal, questions, latency_questions)
@@ -271,6 +273,7 @@ def run_arm(
             journal,
             batch_size,
             len(questions) if latency_questions is None else latency_questions,
+            compare_batched,
         )
     reused = [_from_journal(journal, arm, qa, retriever) for qa in questions]
     n_reused = sum(p is not None for p in reused)
@@ -400,12 +403,15 @@ def _run_batched(
     journal,
     batch_size: int,
     latency_questions: int,
+    compare_batched: bool = False,
 ) -> list[Prediction]:
-    """Accuracy: every question still to answer, greedy, in batches (the untimed answers are
-    journaled batch by batch). Latency: then the first ``latency_questions`` questions batch-1,
-    sequentially, after the warm-up (the documented TTFT/TPOT protocol). A timed question keeps
-    its batch-1 answer (so e2e = TTFT + TPOT * (N - 1) holds for its N tokens), records whether
-    its batched answer was the same text, and is journaled once, as soon as it is given."""
+    """Accuracy: every question still to answer outside the latency sample, greedy, in batches
+    (the untimed answers are journaled batch by batch). Latency: then the first
+    ``latency_questions`` questions batch-1, sequentially, after the warm-up (the documented
+    TTFT/TPOT protocol). A timed question keeps its batch-1 answer (so e2e = TTFT + TPOT * (N - 1)
+    holds for its N tokens) and is journaled once, as soon as it is given. With
+    ``compare_batched`` the timed questions are answered in the batches too, and each records
+    whether its batched answer was the same text (``batched_answer_matches``)."""
     from evaluate.arms.throughput import answer_batches
 
     found = [_from_journal(journal, arm, qa, retriever) for qa in questions]
@@ -435,11 +441,12 @@ def _run_batched(
     fits = sorted(
         (i for i in todo if length[i] + generator.max_new_tokens <= window), key=length.get
     )
+    batched = [i for i in fits if compare_batched or i >= latency_questions]
     batched_text: dict[int, str] = {}
     # grouped by prompt length (fits is sorted), so a batch pads little
-    starts = range(0, len(fits), batch_size)
+    starts = range(0, len(batched), batch_size)
     for start in tqdm(starts, desc=f"arm {arm} batched", unit="batch", disable=not progress):
-        rows = fits[start : start + batch_size]
+        rows = batched[start : start + batch_size]
         answers = answer_batches(generator, [prepared[i][0] for i in rows], batch_size)
         for i, (text, input_tokens, output_tokens, logprobs) in zip(rows, answers, strict=True):
             if i < latency_questions:  # answered again below, batch-1 and timed
@@ -461,7 +468,8 @@ def _run_batched(
         if found[i].error is not None:
             failures.add(found[i])
             continue
-        found[i].batched_answer_matches = batched_text[i] == found[i].prediction
+        if i in batched_text:
+            found[i].batched_answer_matches = batched_text[i] == found[i].prediction
         if journal is not None:  # journaled as soon as given (resume after a kill)
             journal.record(questions[i], found[i].to_dict())
     return list(found)  # type: ignore[arg-type]

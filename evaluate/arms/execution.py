@@ -179,6 +179,7 @@ def run_all_arms(
                     journal,
                     _answer_batch_size(config),
                     config.eval.latency_questions,
+                    config.eval.compare_batched,
                 )
                 load_s = seconds.get(load_key, 0.0) - loaded_s  # the model, if loaded here
                 seconds[f"{arm}/answers"] = time.perf_counter() - started - load_s

@@ -144,12 +144,14 @@ class EvalConfig:
     multiple_comparisons: str = "holm"  # holm | none
     significance_metric: str = "contains"  # contains | exact_match (0/1 per question)
     semantic_similarity: bool = True  # embed answers with the retriever's embedder
-    # Accuracy: every question answered with greedy generation in left-padded batches of this
-    # size (1: one request at a time). Latency: the first `latency_questions` questions are
-    # also answered batch-1, sequentially, after the warm-up; their TTFT/TPOT/e2e are the arm's
-    # latency, and their batch-1 answers are compared with the batched ones (README "Latency").
+    # Latency: the first `latency_questions` questions are answered batch-1, sequentially, after
+    # the warm-up; their TTFT/TPOT/e2e are the arm's latency and their answers its predictions.
+    # Accuracy: every other question answered with greedy generation in left-padded batches of
+    # this size (1: one request at a time). compare_batched: the timed questions are answered
+    # in the batches too and the two answers compared (README "Latency").
     answer_batch_size: int = 8
     latency_questions: int = 20  # n >= 1/(1-0.95): p95 is not simply the slowest request
+    compare_batched: bool = False
     throughput_batch_size: int = 8  # batched generation measurement; 0 disables
     throughput_questions: int = 8  # how many questions the throughput measurement answers
     max_failure_rate: float = 0.2  # share of failed questions above which an arm stops

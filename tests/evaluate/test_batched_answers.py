@@ -33,8 +33,42 @@ def generator(tiny_model_dir):
     return ChatGenerator.load(tiny_model_dir, max_new_tokens=6)
 
 
-def test_first_questions_are_timed_batch1_and_the_rest_batched(generator):
+def _compared(generator, warmup: int, timed: int) -> list[Prediction]:
+    """The six questions in batches of 4, ``timed`` of them batch-1, with compare_batched."""
+    args = (None, warmup, False, None, 0.0, None, 4, timed)
+    return run_arm("closed_book", QUESTIONS, generator, *args, compare_batched=True)
+
+
+def _spy_batches(monkeypatch) -> list[int]:
+    """Records how many chats each batched-answering call got (the real function runs)."""
+    import evaluate.arms.throughput as throughput
+
+    sizes: list[int] = []
+    real = throughput.answer_batches
+
+    def spy(generator, messages_list, batch_size, *args, **kwargs):
+        sizes.append(len(messages_list))
+        return real(generator, messages_list, batch_size, *args, **kwargs)
+
+    monkeypatch.setattr(throughput, "answer_batches", spy)
+    return sizes
+
+
+def test_timed_questions_are_not_answered_again_in_batches(generator, monkeypatch):
+    """By default the latency sample's batch-1 answers are its predictions: only the four other
+    questions go through batched generation (in one batch of 4), and nothing is compared."""
+    sizes = _spy_batches(monkeypatch)
     preds = run_arm("closed_book", QUESTIONS, generator, None, 1, False, None, 0.0, None, 4, 2)
+    assert sizes == [4]
+    assert [p.latency_measured for p in preds] == [True, True, False, False, False, False]
+    assert all(p.batched_answer_matches is None for p in preds)
+    assert evaluation_summary(preds)["batched_vs_batch1"] == {"compared": 0, "differ": 0}
+
+
+def test_first_questions_are_timed_batch1_and_the_rest_batched(generator, monkeypatch):
+    sizes = _spy_batches(monkeypatch)
+    preds = _compared(generator, warmup=1, timed=2)
+    assert sizes == [4, 2]  # all six questions in batches of 4: the timed two as well
     assert [p.latency_measured for p in preds] == [True, True, False, False, False, False]
     for p in preds[:2]:
         assert p.ttft_s > 0 and p.e2e_s >= p.ttft_s
@@ -54,7 +88,7 @@ def test_first_questions_are_timed_batch1_and_the_rest_batched(generator):
 
 def test_batched_answers_equal_batch1_greedy_answers(generator):
     """The reference is transformers' own batch-1 greedy generate on each chat."""
-    preds = run_arm("closed_book", QUESTIONS, generator, None, 0, False, None, 0.0, None, 4, 1)
+    preds = _compared(generator, warmup=0, timed=1)
     from rag.core.prompts import closed_book_messages
 
     for qa, p in zip(QUESTIONS, preds, strict=True):

@@ -63,11 +63,11 @@ def test_results_json_has_every_arm_and_figure(smoke_runs):
     for p in predictions:
         assert p["e2e_s"] == pytest.approx(p["ttft_s"] + p["tpot_s"] * (p["output_tokens"] - 1))
         assert p["request_s"] >= p["e2e_s"]
-    # 6 questions <= eval.latency_questions (20): every one timed batch-1 and compared with
-    # its batched answer
+    # 6 questions <= eval.latency_questions (20): every one timed batch-1, none answered again
+    # in batches (eval.compare_batched is off by default)
     for arm in ARMS:
         assert results["arms"][arm]["latency_questions"] == n_questions
-        assert results["arms"][arm]["batched_vs_batch1"]["compared"] == n_questions
+        assert results["arms"][arm]["batched_vs_batch1"] == {"compared": 0, "differ": 0}
     assert results["stages"]["finetune"]["steps"] == 4
     assert results["stages"]["finetune"]["merged"] is True
     for arm in ARMS:
@@ -354,7 +354,8 @@ def test_unreachable_tracking_server_still_writes_results(tmp_path):
 
 def test_accuracy_from_batches_latency_from_a_batch1_sample(tmp_path):
     """eval.latency_questions=2 of 6: two timed batch-1 requests, four batched answers that
-    carry no timings, latency statistics over the two, per-query cost over all six."""
+    carry no timings, latency statistics over the two, per-query cost over all six; with
+    eval.compare_batched the two timed questions are compared with their batched answers."""
     proc = ragtune(
         tmp_path,
         "experiment=smoke",
@@ -362,6 +363,7 @@ def test_accuracy_from_batches_latency_from_a_batch1_sample(tmp_path):
         "eval.arms=[closed_book,rag]",
         "eval.latency_questions=2",
         "eval.answer_batch_size=4",
+        "eval.compare_batched=true",
         "hydra.run.dir=outputs/smoke/sampled",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

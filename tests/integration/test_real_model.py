@@ -41,3 +41,25 @@ def test_real_models_end_to_end(tmp_path, real_model_cache):
         assert 0 < latency["ttft_p50_s"] <= latency["e2e_p50_s"]  # per request TTFT <= e2e
         assert latency["ttft_p50_s"] <= latency["ttft_p95_s"] <= latency["ttft_p99_s"]
         assert latency["tpot_p50_s"] > 0
+
+
+def test_converted_generator_equals_transformers_own_gguf_load(real_model_cache):
+    """The cached conversion (GGUF parsed once, rag/core/models.py) holds the same weights and
+    tokenizer as transformers' own load of the packaged GGUF file, done here the plain way."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rag.core.models import GENERATOR_ALIASES, _package_dir, resolve_generator
+
+    folder = resolve_generator("smollm2-135m-instruct", real_model_cache)
+    packaged = GENERATOR_ALIASES["smollm2-135m-instruct"]
+    gguf_dir = _package_dir(packaged.package, packaged.distribution)
+    direct = AutoModelForCausalLM.from_pretrained(
+        gguf_dir, gguf_file=packaged.filename, dtype=torch.float32
+    ).state_dict()
+    converted = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).state_dict()
+    assert direct.keys() == converted.keys()
+    assert all(torch.equal(direct[k], converted[k]) for k in direct)
+    text = "The Merrow bridge was finished in 1872; who paid for it?"
+    direct_tok = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=packaged.filename)
+    assert AutoTokenizer.from_pretrained(folder)(text).input_ids == direct_tok(text).input_ids

@@ -83,3 +83,21 @@ def test_parallel_jobs_on_one_cache_build_a_model_once(tmp_path):
     resolved = {line for out in outputs for line in out.splitlines() if line.startswith("RESOLVED")}
     assert resolved == {f"RESOLVED {tmp_path / 'models' / 'tiny-random-llama'}"}
     assert not [p for p in (tmp_path / "models").iterdir() if ".tmp-" in p.name]
+
+
+def test_gguf_files_are_parsed_once_inside_the_conversion_block():
+    """Inside ``_gguf_read_once`` a second read of the same file returns the first reader and
+    the tensor-name map is built once; after it, gguf's own functions are back."""
+    gguf = pytest.importorskip("gguf")
+    from rag.core.models import GENERATOR_ALIASES, _gguf_read_once, _package_dir
+
+    packaged = GENERATOR_ALIASES["smollm2-135m-instruct"]
+    path = str(_package_dir(packaged.package, packaged.distribution) / packaged.filename)
+    reader_class, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    with _gguf_read_once():
+        first = gguf.GGUFReader(path)
+        assert isinstance(first, reader_class) and gguf.GGUFReader(path) is first
+        arch = gguf.MODEL_ARCH.LLAMA
+        assert gguf.get_tensor_name_map(arch, 30) is gguf.get_tensor_name_map(arch, 30)
+    assert (gguf.GGUFReader, gguf.get_tensor_name_map) == (reader_class, name_map)
+    assert gguf.GGUFReader(path) is not first  # outside the block every call parses
