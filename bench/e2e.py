@@ -72,7 +72,21 @@ def summarise(results: dict, wall_s: float) -> dict:
         # wall time of each model load and each arm's answers and throughput, from results.json
         "answering_parts_s": stages.get("answering_s", {}),
         "answering_total_s": sum(stages.get("answering_s", {}).values()),
+        # what the run answered: accuracy and batch-1 decode time per arm, so a faster run
+        # is seen to give the same figures
+        "arm_figures": {
+            arm: {
+                "contains": figures.get("accuracy", {}).get("contains"),
+                "tpot_p50_ms": _ms(figures.get("latency", {}).get("tpot_p50_s")),
+                "ttft_p50_ms": _ms(figures.get("latency", {}).get("ttft_p50_s")),
+            }
+            for arm, figures in results.get("arms", {}).items()
+        },
     }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else 1e3 * float(seconds)
 
 
 def cold_and_warm(workdir: Path, experiment: str, timeout_s: float, *overrides: str) -> dict:

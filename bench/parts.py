@@ -160,9 +160,11 @@ def measure_e2e(part: PartResult, s: Settings) -> None:
         for run, figures in out.items()
         if run in ("cold", "warm")
     }
+    arms = {run: out[run].pop("arm_figures") for run in ("cold", "warm")}
     part.details = {
         **out,
         "answering_parts_s": parts,
+        "arm_figures": arms,
         "tables": [
             {
                 "columns": ["run", *cold],
@@ -173,6 +175,13 @@ def measure_e2e(part: PartResult, s: Settings) -> None:
                 "rows": [
                     {"part": k, "cold_s": v, "warm_s": parts["warm"].get(k)}
                     for k, v in parts["cold"].items()
+                ],
+            },
+            {  # what each arm answered (results.json arms.<arm>): warm reuses the cold answers
+                "columns": ["arm", "contains", "tpot_p50_ms", "ttft_p50_ms", "warm_contains"],
+                "rows": [
+                    {"arm": arm, **v, "warm_contains": arms["warm"].get(arm, {}).get("contains")}
+                    for arm, v in arms["cold"].items()
                 ],
             },
         ],

@@ -217,11 +217,20 @@ def test_e2e_summary_of_a_results_file():
             "finetune": {"reused": False, "wall_s": 30.0, "steps": 9},
         },
         "predictions": [{"request_s": 0.5}, {"request_s": 1.5}],
+        "arms": {
+            "rag": {
+                "accuracy": {"contains": 0.475},
+                "latency": {"tpot_p50_s": 0.0565, "ttft_p50_s": 0.634},
+            }
+        },
     }
     out = summarise(results, wall_s=58.0)
     assert out["startup_s"] == pytest.approx(8.0) and out["model_s"] == 12.0
     assert out["answer_s"] == pytest.approx(2.0) and out["predictions"] == 2
     assert out["index_reused"] is True and out["finetune_steps"] == 9
+    rag = out["arm_figures"]["rag"]
+    assert rag["contains"] == 0.475
+    assert (rag["tpot_p50_ms"], rag["ttft_p50_ms"]) == pytest.approx((56.5, 634.0))
 
 
 def test_cli_records_a_failed_part_and_keeps_the_others(tmp_path, monkeypatch, capsys):
