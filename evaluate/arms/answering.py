@@ -258,7 +258,7 @@ def run_arm(
     questions are answered in batches too, and the two answers compared."""
     if (
         batch_size > 1
-        and _to_generate(journal, questions, latency_questions)
+        and _to_generate(journal, questions, latency_questions, compare_batched)
         and _can_batch(generator)
     ):
         return _run_batched(
@@ -359,17 +359,27 @@ def _from_journal(journal, arm: str, qa: QAPair, retriever: Retriever | None):
     return p
 
 
-def _to_generate(journal, questions: list[QAPair], latency_questions: int | None) -> bool:
+def _to_generate(
+    journal, questions: list[QAPair], latency_questions: int | None, compare_batched: bool = False
+) -> bool:
     """Whether any answer is missing from the journal, or lacks the batch-1 timing the latency
-    sample needs (a fully journaled arm loads no model)."""
+    sample needs, or (``compare_batched``) its batched comparison (a fully journaled arm loads no
+    model)."""
     if journal is None:
         return True
     sample = len(questions) if latency_questions is None else latency_questions
     rows = [journal.lookup(qa) for qa in questions]
     return any(
-        row is None or (i < sample and not row.get("latency_measured", True))
+        row is None or (i < sample and not _sample_complete(row, compare_batched))
         for i, row in enumerate(rows)
     )
+
+
+def _sample_complete(row: dict, compare_batched: bool) -> bool:
+    """A journaled answer serves the latency sample: timed batch-1, and compared with its
+    batched answer when the comparison is asked for."""
+    timed = row.get("latency_measured", True)
+    return timed and (not compare_batched or row.get("batched_answer_matches") is not None)
 
 
 def _can_batch(generator) -> bool:
@@ -416,8 +426,8 @@ def _run_batched(
 
     found = [_from_journal(journal, arm, qa, retriever) for qa in questions]
     for i, p in enumerate(found[:latency_questions]):
-        if p is not None and not p.latency_measured:  # journaled untimed; now in the sample
-            found[i] = None
+        if p is not None and not _sample_complete(p.to_dict(), compare_batched):
+            found[i] = None  # journaled untimed (now in the sample) or not yet compared
     if journal is not None:
         n_reused = sum(p is not None for p in found)
         logger.info(

@@ -165,3 +165,23 @@ def test_sampling_or_stop_strings_answer_one_question_at_a_time(tmp_path):
     assert _answer_batch_size(_config(tmp_path)) == 8
     assert _answer_batch_size(_config(tmp_path, "generator.temperature=0.7")) == 1
     assert _answer_batch_size(_config(tmp_path, "eval.answer_batch_size=4")) == 4
+
+
+def test_asking_for_the_comparison_answers_the_journaled_sample_again(generator, tmp_path):
+    """A re-run with compare_batched on a journal written without it answers the timed
+    questions again (batched and batch-1) instead of reusing answers that were never compared;
+    the untimed answers are reused."""
+    from evaluate.arms.journal import AnswerJournal
+
+    path = tmp_path / "journal.jsonl"
+    args = (None, 0, False, None, 0.0)
+    run_arm("closed_book", QUESTIONS, generator, *args, AnswerJournal(path), 4, 2)
+    again = run_arm(
+        "closed_book", QUESTIONS, generator, *args, AnswerJournal(path), 4, 2, compare_batched=True
+    )
+    assert [p.reused for p in again] == [False, False, True, True, True, True]
+    assert evaluation_summary(again)["batched_vs_batch1"]["compared"] == 2
+    third = run_arm(
+        "closed_book", QUESTIONS, generator, *args, AnswerJournal(path), 4, 2, compare_batched=True
+    )
+    assert all(p.reused for p in third)  # compared answers are journaled: nothing to redo
