@@ -76,9 +76,9 @@ def summarise(results: dict, wall_s: float) -> dict:
         # is seen to give the same figures
         "arm_figures": {
             arm: {
-                "contains": figures.get("accuracy", {}).get("contains"),
-                "tpot_p50_ms": _ms(figures.get("latency", {}).get("tpot_p50_s")),
-                "ttft_p50_ms": _ms(figures.get("latency", {}).get("ttft_p50_s")),
+                "contains": (figures.get("accuracy") or {}).get("contains"),
+                "tpot_p50_ms": _ms((figures.get("latency") or {}).get("tpot_p50_s")),
+                "ttft_p50_ms": _ms((figures.get("latency") or {}).get("ttft_p50_s")),
             }
             for arm, figures in results.get("arms", {}).items()
         },

@@ -368,18 +368,20 @@ def _to_generate(
     if journal is None:
         return True
     sample = len(questions) if latency_questions is None else latency_questions
-    rows = [journal.lookup(qa) for qa in questions]
-    return any(
-        row is None or (i < sample and not _sample_complete(row, compare_batched))
-        for i, row in enumerate(rows)
-    )
+    for i, qa in enumerate(questions):
+        row = journal.lookup(qa)
+        if row is None:
+            return True
+        timed, matches = row.get("latency_measured", True), row.get("batched_answer_matches")
+        if i < sample and not _sample_complete(timed, matches, compare_batched):
+            return True
+    return False
 
 
-def _sample_complete(row: dict, compare_batched: bool) -> bool:
+def _sample_complete(timed: bool, matches: bool | None, compare_batched: bool) -> bool:
     """A journaled answer serves the latency sample: timed batch-1, and compared with its
-    batched answer when the comparison is asked for."""
-    timed = row.get("latency_measured", True)
-    return timed and (not compare_batched or row.get("batched_answer_matches") is not None)
+    batched answer (``matches`` not None) when the comparison is asked for."""
+    return timed and (not compare_batched or matches is not None)
 
 
 def _can_batch(generator) -> bool:
@@ -426,7 +428,9 @@ def _run_batched(
 
     found = [_from_journal(journal, arm, qa, retriever) for qa in questions]
     for i, p in enumerate(found[:latency_questions]):
-        if p is not None and not _sample_complete(p.to_dict(), compare_batched):
+        if p is not None and not _sample_complete(
+            p.latency_measured, p.batched_answer_matches, compare_batched
+        ):
             found[i] = None  # journaled untimed (now in the sample) or not yet compared
     if journal is not None:
         n_reused = sum(p is not None for p in found)
