@@ -20,25 +20,11 @@ from collections.abc import Iterable, Sequence
 
 from tqdm.auto import tqdm
 
-from evaluate.backends.transformers import ChatGenerator
+from evaluate.backends.transformers import ChatGenerator, eos_token_ids
 
 logger = logging.getLogger(__name__)
 
 Messages = list[dict[str, str]]
-
-
-def eos_token_ids(generator: ChatGenerator) -> set[int]:
-    """Every id that ends generation: the generation config's (an int or a list) and the
-    tokenizer's."""
-    ids: set[int] = set()
-    configured = getattr(generator.model.generation_config, "eos_token_id", None)
-    if isinstance(configured, int):
-        ids.add(configured)
-    elif configured is not None:
-        ids.update(int(i) for i in configured)
-    if generator.tokenizer.eos_token_id is not None:
-        ids.add(int(generator.tokenizer.eos_token_id))
-    return ids
 
 
 def count_generated(row: Iterable[int], eos_ids: set[int]) -> int:

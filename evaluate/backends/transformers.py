@@ -15,6 +15,7 @@ import time
 from transformers.generation.streamers import BaseStreamer
 
 from evaluate.backends.base import Generation, check_context
+from evaluate.backends.llama_decoder import LlamaDecoder, unsupported_reason
 
 logger = logging.getLogger(__name__)
 # In-process models run in float32: on CPU, half precision is emulated and slower, and the
@@ -55,12 +56,18 @@ class ChatGenerator:
         stop: list[str] | None = None,
     ):
         self.model = model.eval()
-        column_major_linear_weights(self.model)
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature  # 0: greedy
         self.stop = list(stop or [])
         self.name = name
+        self.decoder = None  # batch-1 greedy decoding outside model.generate, where supported
+        self.decoder_unused_because = fast_decoding_unsupported(model, temperature, self.stop)
+        if self.decoder_unused_because is None:
+            self.decoder = LlamaDecoder(model)
+        else:
+            logger.info("batch-1 decoding uses model.generate: %s", self.decoder_unused_because)
+            column_major_linear_weights(self.model)
         # The model's trained positions; a configured window can only narrow it.
         positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
         windows = [w for w in (positions, context_window) if w]
@@ -121,6 +128,16 @@ class ChatGenerator:
         check_context(
             int(inputs["input_ids"].shape[1]), self.max_new_tokens, self.context_window, self.name
         )
+        if self.decoder is not None:
+            token_times: list[float] = []
+            ids, step_logits = self.decoder.generate(
+                inputs["input_ids"],
+                self.max_new_tokens,
+                eos_token_ids(self),
+                on_token=lambda: token_times.append(time.perf_counter()),
+            )
+            prompt_len = inputs["input_ids"].shape[1]
+            return self._finish(started, token_times, torch.tensor(ids), step_logits, prompt_len)
         clock = _TokenClock()
         with torch.inference_mode():
             output = self.model.generate(
@@ -135,20 +152,47 @@ class ChatGenerator:
             )
         prompt_len = inputs["input_ids"].shape[1]
         new_ids = output.sequences[0][prompt_len:]
+        return self._finish(started, clock.token_times, new_ids, output.logits, prompt_len)
+
+    def _finish(self, started: float, token_times, new_ids, step_logits, prompt_len) -> Generation:
+        """The answer text (stop string dropped), the latency figures and the token log-probs."""
         text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
         for stop in self.stop:
             if text.endswith(stop):
                 text = text[: -len(stop)]
                 break
         text = text.strip()
-        n = len(clock.token_times)
+        n = len(token_times)
         if n == 0:  # nothing generated (max_new_tokens=0 is rejected by config validation)
             raise RuntimeError("the model generated no token")
-        ttft_s = clock.token_times[0] - started
-        e2e_s = clock.token_times[-1] - started
+        ttft_s = token_times[0] - started
+        e2e_s = token_times[-1] - started
         tpot_s = (e2e_s - ttft_s) / (n - 1) if n > 1 else 0.0
-        logprobs = token_logprobs(output.logits, new_ids)
+        logprobs = token_logprobs(step_logits, new_ids)
         return Generation(text, int(prompt_len), n, ttft_s, tpot_s, e2e_s, logprobs)
+
+
+def fast_decoding_unsupported(model, temperature: float, stop: list[str]) -> str | None:
+    """Why batch-1 answers come from ``model.generate`` rather than ``LlamaDecoder``, or None."""
+    if temperature > 0:
+        return "sampling (temperature > 0)"
+    if stop:
+        return "stop strings"
+    return unsupported_reason(model)
+
+
+def eos_token_ids(generator: ChatGenerator) -> set[int]:
+    """Every id that ends generation: the generation config's (an int or a list) and the
+    tokenizer's."""
+    ids: set[int] = set()
+    configured = getattr(generator.model.generation_config, "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured is not None:
+        ids.update(int(i) for i in configured)
+    if generator.tokenizer.eos_token_id is not None:
+        ids.add(int(generator.tokenizer.eos_token_id))
+    return ids
 
 
 def column_major_linear_weights(model) -> int:

@@ -63,3 +63,31 @@ def test_converted_generator_equals_transformers_own_gguf_load(real_model_cache)
     text = "The Merrow bridge was finished in 1872; who paid for it?"
     direct_tok = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=packaged.filename)
     assert AutoTokenizer.from_pretrained(folder)(text).input_ids == direct_tok(text).input_ids
+
+
+def test_decoder_gives_transformers_greedy_tokens_on_the_real_model(real_model_cache):
+    """The default model's batch-1 answers come from evaluate/backends/llama_decoder.py: the
+    same tokens as transformers' greedy ``generate`` on closed-book and retrieval prompts."""
+    from evaluate.backends.transformers import ChatGenerator, eos_token_ids
+    from rag.core.models import resolve_generator
+    from rag.core.prompts import closed_book_messages, rag_messages
+    from tests.helpers.greedy import reference_greedy_ids
+
+    folder = resolve_generator("smollm2-135m-instruct", real_model_cache)
+    generator = ChatGenerator.load(folder, max_new_tokens=24)
+    assert generator.decoder is not None, generator.decoder_unused_because
+    context = [
+        "Velmora Quist was born in Harrowgate in 1961 and trained as a hydrologist.",
+        "Quist founded Kestrel Works in 1994; the company makes tide gauges in Munderby.",
+        "Orlen Tass, a look-alike name, is a baker in Fennick.",
+    ]
+    chats = [
+        closed_book_messages("Where was Velmora Quist born?"),
+        closed_book_messages("Name three rivers of Europe."),
+        rag_messages("What does Kestrel Works make?", context),
+        rag_messages("In which year was Velmora Quist born?", context),
+    ]
+    for messages in chats:
+        inputs = generator._encode(messages)
+        ids, _ = generator.decoder.generate(inputs["input_ids"], 24, eos_token_ids(generator))
+        assert ids == reference_greedy_ids(folder, messages, 24)
