@@ -246,6 +246,7 @@ def run_arm(
     batch_size: int = 1,
     latency_questions: int | None = None,
     compare_batched: bool = False,
+    batch_log: list[dict] | None = None,
 ) -> list[Prediction]:
     """Answer every question once, after ``warmup_requests`` discarded requests. Answers found
     in ``journal`` (an ``evaluate.arms.journal.AnswerJournal``) are reused; new ones are added to
@@ -255,7 +256,9 @@ def run_arm(
     With ``batch_size`` > 1 and an in-process generator, accuracy and latency are separated
     (``_run_batched``): the first ``latency_questions`` questions are answered batch-1 and timed,
     and every other question is answered in batches, untimed; with ``compare_batched`` the timed
-    questions are answered in batches too, and the two answers compared."""
+    questions are answered in batches too, and the two answers compared. ``batch_log``, when
+    given, receives each batch's ``requests``, ``output_tokens`` and ``wall_s`` (the run reads
+    the arm's batched throughput off them)."""
     if (
         batch_size > 1
         and _to_generate(journal, questions, latency_questions, compare_batched)
@@ -274,6 +277,7 @@ def run_arm(
             batch_size,
             len(questions) if latency_questions is None else latency_questions,
             compare_batched,
+            batch_log,
         )
     reused = [_from_journal(journal, arm, qa, retriever) for qa in questions]
     n_reused = sum(p is not None for p in reused)
@@ -416,6 +420,7 @@ def _run_batched(
     batch_size: int,
     latency_questions: int,
     compare_batched: bool = False,
+    batch_log: list[dict] | None = None,
 ) -> list[Prediction]:
     """Accuracy: every question still to answer outside the latency sample, greedy, in batches
     (the untimed answers are journaled batch by batch). Latency: then the first
@@ -461,7 +466,16 @@ def _run_batched(
     starts = range(0, len(batched), batch_size)
     for start in tqdm(starts, desc=f"arm {arm} batched", unit="batch", disable=not progress):
         rows = batched[start : start + batch_size]
+        began = time.perf_counter()
         answers = answer_batches(generator, [prepared[i][0] for i in rows], batch_size)
+        if batch_log is not None:
+            batch_log.append(
+                {
+                    "requests": len(rows),
+                    "output_tokens": sum(a[2] for a in answers),
+                    "wall_s": time.perf_counter() - began,
+                }
+            )
         for i, (text, input_tokens, output_tokens, logprobs) in zip(rows, answers, strict=True):
             if i < latency_questions:  # answered again below, batch-1 and timed
                 batched_text[i] = text

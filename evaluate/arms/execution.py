@@ -167,6 +167,7 @@ def run_all_arms(
                     config, arm, arm_retriever, model_path, adapter_dir, context
                 )
                 started, loaded_s = time.perf_counter(), seconds.get(load_key, 0.0)
+                batches: list[dict] = []
                 predictions[arm] = run_arm(
                     arm,
                     questions,
@@ -180,13 +181,14 @@ def run_all_arms(
                     _answer_batch_size(config),
                     config.eval.latency_questions,
                     config.eval.compare_batched,
+                    batches,
                 )
                 load_s = seconds.get(load_key, 0.0) - loaded_s  # the model, if loaded here
                 seconds[f"{arm}/answers"] = time.perf_counter() - started - load_s
                 started, loaded_s = time.perf_counter(), seconds.get(load_key, 0.0)
                 throughput[arm] = (
                     journaled_throughput(
-                        arm, generator, questions, arm_retriever, config, journal, context
+                        arm, generator, questions, arm_retriever, config, journal, context, batches
                     )
                     if config.eval.throughput_batch_size
                     else None
@@ -212,9 +214,15 @@ def journaled_throughput(
     config: Config,
     journal: AnswerJournal,
     context: ContextSettings,
+    batches: list[dict] | None = None,
 ) -> dict[str, float] | None:
     """The arm's batched throughput, kept beside its answer journal: an identical re-run
-    (``eval.reuse_answers``) reuses the measurement instead of loading the model for it."""
+    (``eval.reuse_answers``) reuses the measurement instead of loading the model for it.
+    When the arm's accuracy pass just answered full batches of ``eval.throughput_batch_size``
+    (``batches``, its log), the rate is read off them (``source: answer_batches``) instead of
+    generating again; otherwise ``eval.throughput_questions`` are answered for it
+    (``source: separate``)."""
+    from evaluate.arms.throughput import throughput_of_batches
     from rag.core.cache import atomic_write_text, content_key
 
     e = config.eval
@@ -229,10 +237,22 @@ def journaled_throughput(
         else:
             logger.info("arm %-12s reusing the batched throughput measured before", arm)
             return cached
-    warm = generator.warm  # it answered this arm's questions in this process
-    result = measure_throughput_for(
-        arm, generator.get(), questions, retriever, config, context, warm=warm
-    )
+    result = throughput_of_batches(batches or [], e.throughput_batch_size)
+    if result is not None:
+        result["source"] = "answer_batches"
+        logger.info(
+            "arm %-12s batched throughput %.1f tokens/s (batch %d, from the accuracy batches)",
+            arm,
+            result["tokens_per_s"],
+            e.throughput_batch_size,
+        )
+    else:
+        warm = generator.warm  # it answered this arm's questions in this process
+        result = measure_throughput_for(
+            arm, generator.get(), questions, retriever, config, context, warm=warm
+        )
+        if result is not None:
+            result["source"] = "separate"
     if result is not None:
         atomic_write_text(path, json.dumps(result))
     return result

@@ -142,18 +142,38 @@ def measure_throughput(
     for batch in tqdm(batches, desc=f"throughput bs={batch_size}", disable=not progress):
         output_tokens += sum(len(ids) for ids in generate_batch(generator, batch))
     wall_s = time.perf_counter() - started
+    return _rate(len(messages_list), batch_size, output_tokens, wall_s)
+
+
+def throughput_of_batches(batches: Sequence[dict], batch_size: int) -> dict | None:
+    """The sustained rate read off batches already answered (the accuracy pass logs each as
+    ``requests``, ``output_tokens`` and ``wall_s``): its full batches of ``batch_size`` after
+    the first, which warms the model up as ``measure_throughput``'s untimed batch does. None
+    when there is no such batch (then a separate measurement is needed)."""
+    timed = [b for b in batches[1:] if b["requests"] == batch_size]
+    if not timed:
+        return None
+    return _rate(
+        sum(b["requests"] for b in timed),
+        batch_size,
+        sum(b["output_tokens"] for b in timed),
+        sum(b["wall_s"] for b in timed),
+    )
+
+
+def _rate(requests: int, batch_size: int, output_tokens: int, wall_s: float) -> dict:
     logger.info(
         "throughput: %d requests, batch %d, %d tokens in %.2f s",
-        len(messages_list),
+        requests,
         batch_size,
         output_tokens,
         wall_s,
     )
     return {
         "tokens_per_s": output_tokens / wall_s,
-        "requests_per_s": len(messages_list) / wall_s,
+        "requests_per_s": requests / wall_s,
         "batch_size": batch_size,
         "wall_s": wall_s,
         "output_tokens": output_tokens,
-        "requests": len(messages_list),
+        "requests": requests,
     }

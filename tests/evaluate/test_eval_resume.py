@@ -240,3 +240,53 @@ def test_throughput_after_answering_runs_no_extra_warm_up_batch(
     _, measured = execution.run_all_arms(config, QUESTIONS, None, tiny_model_dir, None)
     assert batches == [2, 2, 1]  # the first batch untimed, then 2 + 1 timed
     assert measured["closed_book"]["requests"] == 3
+
+
+def test_throughput_is_read_off_the_accuracy_batches(tmp_path, tiny_model_dir, monkeypatch):
+    """With the accuracy pass answering full batches of eval.throughput_batch_size, the arm's
+    throughput is their rate (the full batches after the first, which warms the model up), not
+    a second generation; an identical re-run reuses it."""
+    from evaluate.arms import execution, throughput
+
+    questions = [
+        QAPair(f"q{i}", f"Where was person {i} born?", [f"Town {i}"], []) for i in range(8)
+    ]
+    separate: list[int] = []
+    monkeypatch.setattr(
+        throughput, "generate_batch", lambda g, b: separate.append(len(b)) or [[0]] * len(b)
+    )
+    logged = []
+    real_run_arm = execution.run_arm
+
+    def run_arm(*args, **kwargs):
+        result = real_run_arm(*args, **kwargs)
+        logged.extend(args[-1])  # the batch log execution passes
+        return result
+
+    monkeypatch.setattr(execution, "run_arm", run_arm)
+    config = _config(
+        tmp_path / "cache",
+        "eval.arms=[closed_book]",
+        "eval.latency_questions=1",
+        "eval.answer_batch_size=2",
+        "eval.throughput_batch_size=2",
+        "eval.throughput_questions=2",
+    )
+    predictions, measured = execution.run_all_arms(config, questions, None, tiny_model_dir, None)
+    assert separate == []  # nothing generated for the throughput
+    # 7 questions outside the latency sample: batches of 2, 2, 2 and 1; the first warms up
+    assert [b["requests"] for b in logged] == [2, 2, 2, 1]
+    full = logged[1:3]
+    result = measured["closed_book"]
+    assert result["source"] == "answer_batches"
+    assert result["requests"] == 4
+    tokens = sum(b["output_tokens"] for b in full)
+    assert result["output_tokens"] == tokens
+    assert result["tokens_per_s"] == pytest.approx(tokens / sum(b["wall_s"] for b in full))
+    # the logged tokens are the batched answers' own counts
+    answered = {p.qa_id: p.output_tokens for p in predictions["closed_book"]}
+    assert sum(b["output_tokens"] for b in logged) == sum(
+        n for qa_id, n in answered.items() if qa_id != "q0"
+    )
+    _, again = execution.run_all_arms(config, questions, None, tiny_model_dir, None)
+    assert again == measured
