@@ -92,7 +92,7 @@ def roofline(decode: dict, bandwidth_gbs: float) -> dict:
     return {"roofline_tpot_s": roofline_s, "ratio": decode["tpot_s"] / roofline_s}
 
 
-# Operators whose self time is matrix-multiply work (everything else on the decode path is
+# Operators whose self time is matrix-multiply work in a profiled step (everything else is
 # elementwise, normalisation, attention bookkeeping or dispatch).
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear")
 
@@ -108,46 +108,60 @@ def aten_events(prof) -> tuple[list, float]:
     return events, sum(e.self_cpu_time_total for e in events)
 
 
-def decode_profile(model_path: str, max_new_tokens: int = 32, top: int = 10) -> dict:
-    """``torch.profiler`` over one batch-1 greedy chat generation (after a warm-up): operator
-    calls per generated token, the share of CPU self time in matrix multiplies, and the ``top``
-    operators by self time. Many small operators per token, each a few microseconds of dispatch,
-    are what separates eager decoding of a 576-wide model from its memory roofline."""
-    import torch
-    from torch.profiler import ProfilerActivity, profile
+def decode_split(model_path: str, max_new_tokens: int = 64, repeats: int = 5) -> dict:
+    """Where a batch-1 decode step of the generator's decoder goes
+    (``evaluate.backends.llama_decoder``): the step's median time from the token clock, and the
+    step's matrix products alone (the decoder's own weight arrays, a 1-row product each, in
+    numpy's BLAS as the decoder calls them). The products against the roofline say how close
+    the BLAS alone comes to memory speed; the rest (norms, rotary, attention, the cache,
+    Python) is what the step adds. ``decoder: False`` with the reason for models it does not
+    take."""
+    import numpy as np
 
     from evaluate.backends.transformers import ChatGenerator
 
     generator = ChatGenerator.load(model_path, max_new_tokens=max_new_tokens)
-    messages = [{"role": "user", "content": LONG_PROMPT}]
-    generator.generate(messages)  # warm-up
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        result = generator.generate(messages)
-    events, total_us = aten_events(prof)
-    matmul_us = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS)
-    calls = sum(e.count for e in events)
+    decoder = generator.decoder
+    if decoder is None:
+        return {"decoder": False, "reason": generator.decoder_unused_because}
+    ids = generator._encode([{"role": "user", "content": LONG_PROMPT}])["input_ids"]
+
+    def step_s() -> float:
+        times: list[float] = []
+        decoder.generate(
+            ids, max_new_tokens, set(), on_token=lambda: times.append(time.perf_counter())
+        )
+        return (times[-1] - times[0]) / (len(times) - 1)
+
+    step_s()  # warm-up
+    steps = [step_s() for _ in range(repeats)]
+    arrays = [a for layer in decoder.layers for a in layer[2:]] + [decoder.head]
+    vectors = {a.shape[1]: np.ones(a.shape[1], dtype=np.float32) for a in arrays}
+
+    def products() -> None:
+        for a in arrays:
+            a @ vectors[a.shape[1]]
+
+    products()
+    product_s = statistics.median(_timed(products) for _ in range(max(repeats, 10)))
+    step = statistics.median(steps)
+    weight_bytes = int(sum(a.nbytes for a in arrays))
     return {
-        "output_tokens": result.output_tokens,
-        "aten_calls_per_token": calls / result.output_tokens,
-        "aten_self_s": total_us / 1e6,
-        "matmul_share": matmul_us / total_us if total_us else 0.0,
-        "top_ops": [
-            {
-                "op": e.key,
-                "calls": e.count,
-                "self_ms": e.self_cpu_time_total / 1e3,
-                "share": e.self_cpu_time_total / total_us if total_us else 0.0,
-            }
-            for e in events[:top]
-        ],
-        "threads": torch.get_num_threads(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "decoder": True,
+        "step_s": step,
+        "products_s": product_s,
+        "rest_s": step - product_s,
+        "weight_bytes": weight_bytes,
+        "products_gbs": weight_bytes / product_s / 1e9,
+        "tokens": max_new_tokens,
+        "numpy_blas": _numpy_blas_name(),
     }
 
 
 def linear_layout(model_path: str, rows: tuple[int, ...] = (1, 8), repeats: int = 5) -> dict:
-    """A bare-library reproduction of decoding's matrix work and of the weight layout the
-    generator uses (``evaluate.backends.transformers.column_major_linear_weights``): for every
+    """A bare-library reproduction of decoding's matrix work, the reason the decoder multiplies
+    in numpy's BLAS and ``model.generate``'s path holds the weights column-major
+    (``evaluate.backends.transformers.column_major_linear_weights``): for every
     linear layer of the model (its shapes, as many as it has, each a separate random tensor, so
     that a pass reads them from memory as decoding does), ``torch.nn.functional.linear`` on
     ``rows`` tokens with the weights row-major (``[out, in]`` contiguous, as checkpoints load)

@@ -353,12 +353,22 @@ def test_lora_step_profile_finds_the_dropout_masks_only_with_dropout(tiny_model_
         assert 0 < profile["shares"]["matmul"] < 1 and profile["tokens"] == 32
 
 
-def test_decode_profile_and_linear_layout_on_the_tiny_model(tiny_model_dir):
-    from bench.roofline import decode_profile, linear_layout
+def test_decode_split_and_linear_layout_on_the_tiny_model(tiny_model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM
 
-    profile = decode_profile(tiny_model_dir, max_new_tokens=4, top=3)
-    assert 1 <= profile["output_tokens"] <= 4 and profile["aten_calls_per_token"] > 1
-    assert 0 < profile["matmul_share"] <= 1 and len(profile["top_ops"]) == 3
+    from bench.roofline import decode_split, linear_layout
+
+    split = decode_split(tiny_model_dir, max_new_tokens=4, repeats=2)
+    assert split["decoder"] is True and split["tokens"] == 4
+    assert split["step_s"] > 0 and split["products_s"] > 0
+    assert split["rest_s"] == pytest.approx(split["step_s"] - split["products_s"])
+    # the products read every linear weight once: q, k, v, o, gate, up, down and the head
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    linear_bytes = sum(
+        m.weight.numel() * 4 for m in model.modules() if isinstance(m, torch.nn.Linear)
+    )
+    assert split["weight_bytes"] == linear_bytes
     layout = linear_layout(tiny_model_dir, rows=(1, 2), repeats=2)
     # every linear layer of the tiny Llama is counted: 7 per block (q,k,v,o,gate,up,down) + head
     from transformers import AutoConfig
