@@ -102,8 +102,9 @@ def check_line(check: dict[str, Any]) -> str:
 
 # Environment variables that choose threads or the instruction set a library dispatches to.
 # ATEN_CPU_CAPABILITY caps PyTorch's kernels (default, avx2, avx512); MKL_ENABLE_INSTRUCTIONS and
-# ONEDNN_MAX_CPU_ISA cap MKL's and oneDNN's: setting all three to AVX2 emulates an AVX2-only CPU
-# on an AVX-512 one (README "Benchmarks").
+# ONEDNN_MAX_CPU_ISA cap MKL's and oneDNN's, OPENBLAS_CORETYPE=Haswell numpy's OpenBLAS (the
+# decoder's products): setting all four to AVX2 emulates an AVX2-only CPU on an AVX-512 one
+# (README "Benchmarks").
 THREAD_AND_ISA_ENV = (
     "OMP_NUM_THREADS",
     "MKL_NUM_THREADS",
@@ -112,6 +113,7 @@ THREAD_AND_ISA_ENV = (
     "ATEN_CPU_CAPABILITY",
     "MKL_ENABLE_INSTRUCTIONS",
     "ONEDNN_MAX_CPU_ISA",
+    "OPENBLAS_CORETYPE",
 )
 
 
@@ -135,6 +137,18 @@ def thread_settings() -> dict[str, Any]:
         import faiss
 
         info["faiss_omp_threads"] = faiss.omp_get_max_threads()
+    except ImportError:
+        pass
+    try:  # every BLAS loaded (numpy's, and scipy's or faiss's own copies once imported): its
+        # kernels (e.g. SkylakeX, Haswell, Zen) and threads
+        import numpy  # noqa: F401  (loads the BLAS threadpoolctl reports)
+        from threadpoolctl import threadpool_info
+
+        info["blas"] = [
+            {k: pool.get(k) for k in ("internal_api", "architecture", "num_threads", "version")}
+            for pool in threadpool_info()
+            if pool.get("user_api") == "blas"
+        ]
     except ImportError:
         pass
     return info

@@ -315,6 +315,30 @@ def test_machine_names_threads_and_dispatch(monkeypatch):
     assert info["load_avg_1min"] >= 0
 
 
+def test_the_avx2_emulation_reaches_numpys_openblas():
+    """README "Benchmarks": OPENBLAS_CORETYPE=Haswell makes numpy's OpenBLAS (the decoder's
+    products) run its AVX2 kernels, and the machine record says so."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import json; from bench.report import thread_settings; "
+        "print(json.dumps(thread_settings()))"
+    )
+    env = {**os.environ, "OPENBLAS_CORETYPE": "Haswell"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, check=True
+    )
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info["env"]["OPENBLAS_CORETYPE"] == "Haswell"
+    pools = [p for p in info["blas"] if p["internal_api"] == "openblas"]
+    if not pools:
+        pytest.skip("numpy is not built with OpenBLAS here")
+    assert pools[0]["architecture"] == "Haswell"
+
+
 def test_matmul_peak_is_the_best_size():
     from bench.compute import matmul_peak_flops
 
