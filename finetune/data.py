@@ -44,11 +44,15 @@ class ChatTemplateError(UserError, ValueError):
     """The tokenizer's chat template cannot separate the prompt from the answer."""
 
 
+class NoTrainingDataError(UserError, ValueError):
+    """The configured ``finetune.mode`` finds nothing to train on."""
+
+
 def build_examples(
     documents: list[Document],
     qa_pairs: list[QAPair],
     tokenizer,
-    mode: str = "mixed",
+    mode: str = "qa_sft",
     max_length: int = 256,
 ) -> list[TrainExample]:
     """Examples for ``mode`` (``cpt``, ``qa_sft`` or ``mixed``); ``qa_pairs`` is the train split."""
@@ -71,9 +75,15 @@ def build_examples(
         if skipped:
             logger.warning("%d QA examples longer than max_length=%d skipped", skipped, max_length)
     if not examples:
-        raise ValueError(
+        hint = (
+            "; qa_sft trains on training questions only (none when qa.eval_fraction=1.0): "
+            "use finetune.mode=cpt or mixed to train on the documents"
+            if mode == "qa_sft" and documents and not qa_pairs
+            else ""
+        )
+        raise NoTrainingDataError(
             f"no training example from {len(documents)} documents and {len(qa_pairs)} QA pairs "
-            f"in finetune.mode={mode!r} (max_length={max_length})"
+            f"in finetune.mode={mode!r} (max_length={max_length}){hint}"
         )
     return examples
 

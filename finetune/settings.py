@@ -36,7 +36,7 @@ class LoraSettings:
 
     New fields go at the end so positional construction keeps working."""
 
-    mode: str = "mixed"
+    mode: str = "qa_sft"
     rank: int = 8
     alpha: int = 16
     dropout: float = 0.05

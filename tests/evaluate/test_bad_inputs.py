@@ -269,6 +269,12 @@ CASES = [
         "run",
     ),
     Case(
+        "qa-sft-without-training-questions",  # the default finetune.mode
+        "config",
+        ["eval.arms=[finetune]", "qa.eval_fraction=1.0"],
+        ("qa.eval_fraction=1.0", "finetune.mode=qa_sft", "use finetune.mode=cpt or mixed"),
+    ),
+    Case(
         "top-k-above-the-chunks",
         "corpus",
         ["eval.arms=[rag]", "retriever.top_k=500"],

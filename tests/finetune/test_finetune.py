@@ -115,6 +115,13 @@ def test_unknown_mode_and_empty_input_are_rejected(tokenizer):
         build_examples(DOCS, qa_pairs(), tokenizer, mode="sft")
     with pytest.raises(ValueError, match="no training example"):
         build_examples([], [], tokenizer, mode="mixed")
+    # the default mode on documents without training questions says how to train on them
+    from finetune.data import NoTrainingDataError
+    from rag.core.errors import UserError
+
+    with pytest.raises(NoTrainingDataError, match="use finetune.mode=cpt or mixed") as raised:
+        build_examples(DOCS, [], tokenizer)
+    assert isinstance(raised.value, UserError)
 
 
 def test_training_reduces_the_loss(trained):
