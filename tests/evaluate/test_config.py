@@ -120,6 +120,7 @@ def test_eval_fraction_one_evaluates_everything_unless_training_needs_questions(
     questions = tmp_path / "q.jsonl"
     questions.write_text('{"question": "Who?", "answer": "Ada"}\n')
     files = ("corpus=files", f"corpus.paths=[{tmp_path}]", "qa=file", f"qa.path={questions}")
-    validate(composed(*files, "qa.eval_fraction=1.0"))
+    validate(composed(*files, "qa.eval_fraction=1.0", "finetune.mode=mixed"))  # documents
+    validate(composed(*files, "qa.eval_fraction=1.0", "eval.arms=[closed_book,rag]"))  # no training
     with pytest.raises(ConfigError, match=r"qa.eval_fraction=1.0 .*finetune.mode=qa_sft"):
-        validate(composed(*files, "qa.eval_fraction=1.0", "finetune.mode=qa_sft"))
+        validate(composed(*files, "qa.eval_fraction=1.0"))  # the default mode needs questions
