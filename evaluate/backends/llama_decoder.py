@@ -42,7 +42,8 @@ _NEUTRAL_DECODING = {
     "forced_bos_token_id": None,
     "forced_eos_token_id": None,
     "sequence_bias": None,
-    "min_new_tokens": None,
+    "min_new_tokens": 0,
+    "min_length": 0,
     "exponential_decay_length_penalty": None,
 }
 
@@ -71,10 +72,8 @@ def unsupported_reason(model) -> str | None:
     generation = getattr(model, "generation_config", None)
     for key, neutral in _NEUTRAL_DECODING.items():
         value = getattr(generation, key, neutral)
-        if value not in (neutral, None) and not (key == "min_new_tokens" and value == 0):
+        if value not in (neutral, None):  # None: not set
             return f"generation_config.{key}={value!r} changes greedy decoding"
-    if (getattr(generation, "min_length", 0) or 0) > 0:
-        return "generation_config.min_length > 0 changes greedy decoding"
     return None
 
 
